@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds etcd, etcdctl and etcdutl from etcd's published Go modules (the
+# Go module proxy is the only source this needs) into a cached directory,
+# then links them into the project's bin/ directory, where the etcd role
+# copies them from (as kubeasz does with its bin/).
+#
+# usage: lab/etcdbin/build.sh [VERSION] [GOARCH]
+# VERSION defaults to the one pinned in lab/etcdbin/go.mod; another version
+# is built from a copy of this directory with its go.mod moved to it.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+pinned=$(awk '$1=="go.etcd.io/etcd/server/v3"{print substr($2,2)}' "$here/go.mod")
+version=${1:-${ETCD_VERSION:-$pinned}}
+arch=${2:-${ETCD_ARCH:-amd64}}
+cache=${ETCD_CACHE:-/var/cache/etcd-lab}/etcd-v$version-linux-$arch
+# The recipe's hash keys the cache, so editing a main package rebuilds.
+recipe=$(cat "$here"/*/main.go "$here/build.sh" | sha256sum | cut -c1-12)
+
+if [ ! -x "$cache/etcdutl" ] || [ "$(cat "$cache/.recipe" 2>/dev/null)" != "$recipe" ]; then
+  echo "building etcd $version for linux/$arch (cached in $cache)" >&2
+  src=$here
+  if [ "$version" != "$pinned" ]; then
+    src=$(mktemp -d)
+    trap 'rm -rf "$src"' EXIT
+    cp -r "$here"/etcd "$here"/etcdctl "$here"/etcdutl "$here"/go.mod "$here"/go.sum "$src"/
+    (cd "$src" && go get "go.etcd.io/etcd/server/v3@v$version" "go.etcd.io/etcd/etcdctl/v3@v$version" \
+      "go.etcd.io/etcd/etcdutl/v3@v$version" >&2 && go mod tidy >&2)
+  fi
+  tmp=$cache.tmp
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  (cd "$src" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags "-s -w" -o "$tmp"/ ./etcd ./etcdctl ./etcdutl)
+  echo "$recipe" > "$tmp/.recipe"
+  rm -rf "$cache" && mv "$tmp" "$cache"
+fi
+if [ "$arch" = amd64 ] && [ -z "${ETCD_NO_LINK:-}" ]; then
+  mkdir -p "$top/bin"
+  for b in etcd etcdctl etcdutl; do ln -sfn "$cache/$b" "$top/bin/$b"; done
+  echo "$version" > "$top/bin/etcd.version"
+fi
+echo "$cache"
