@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -267,7 +268,56 @@ func Main(spec Spec, h Handler) {
 	os.Exit(code)
 }
 
-func run(args []string, stdin io.Reader, out io.Writer, spec Spec, h Handler) int {
+// Entry is one module of a multi-call binary.
+type Entry struct {
+	Spec    Spec
+	Handler Handler
+}
+
+// MainMulti is Main for a binary that serves several modules: it picks the
+// module by the _ansible_module_name key of the args (which Ansible always
+// sends), or else by the name the binary was called as.
+func MainMulti(entries map[string]Entry) {
+	out, restore, err := captureStdout()
+	if err != nil {
+		out = os.Stdout
+		restore = func() {}
+	}
+	code := runMulti(os.Args, os.Stdin, out, entries)
+	restore()
+	os.Exit(code)
+}
+
+func runMulti(args []string, stdin io.Reader, out io.Writer, entries map[string]Entry) int {
+	data, err := readArgs(args, stdin)
+	if err != nil {
+		return finish(out, Result{"failed": true, "changed": false, "msg": err.Error()})
+	}
+	_, meta, err := ParseArgs(data)
+	name := meta.ModuleName
+	if i := strings.LastIndex(name, "."); i >= 0 {
+		name = name[i+1:] // a collection's FQCN
+	}
+	if name == "" && len(args) > 0 {
+		name = filepath.Base(args[0])
+	}
+	e, ok := entries[name]
+	if err != nil || !ok {
+		names := make([]string, 0, len(entries))
+		for n := range entries {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		msg := fmt.Sprintf("this binary serves the modules %s, not %q", strings.Join(names, ", "), name)
+		if err != nil {
+			msg = err.Error()
+		}
+		return finish(out, Result{"failed": true, "changed": false, "msg": msg})
+	}
+	return finish(out, Execute(context.Background(), data, e.Spec, e.Handler))
+}
+
+func readArgs(args []string, stdin io.Reader) ([]byte, error) {
 	var data []byte
 	var err error
 	if len(args) > 1 {
@@ -275,12 +325,13 @@ func run(args []string, stdin io.Reader, out io.Writer, spec Spec, h Handler) in
 	} else {
 		data, err = io.ReadAll(stdin)
 	}
-	var res Result
 	if err != nil {
-		res = Result{"failed": true, "changed": false, "msg": fmt.Sprintf("cannot read module arguments: %v", err)}
-	} else {
-		res = Execute(context.Background(), data, spec, h)
+		return nil, fmt.Errorf("cannot read module arguments: %v", err)
 	}
+	return data, nil
+}
+
+func finish(out io.Writer, res Result) int {
 	if err := writeResult(out, res); err != nil {
 		fmt.Fprintf(os.Stderr, "cannot write module result: %v\n", err)
 		return 1
@@ -289,6 +340,14 @@ func run(args []string, stdin io.Reader, out io.Writer, spec Spec, h Handler) in
 		return 1
 	}
 	return 0
+}
+
+func run(args []string, stdin io.Reader, out io.Writer, spec Spec, h Handler) int {
+	data, err := readArgs(args, stdin)
+	if err != nil {
+		return finish(out, Result{"failed": true, "changed": false, "msg": err.Error()})
+	}
+	return finish(out, Execute(context.Background(), data, spec, h))
 }
 
 func writeResult(w io.Writer, res Result) error {

@@ -195,3 +195,33 @@ func TestRunWritesOneJSONObject(t *testing.T) {
 		t.Fatalf("stdin args: code %d out %s", code, out.String())
 	}
 }
+
+func TestRunMultiDispatchesByModuleName(t *testing.T) {
+	entries := map[string]Entry{
+		"one": {Spec: Spec{Options: []Option{{Name: "x", Type: TypeInt}}}, Handler: func(ctx context.Context, m *Module) (Result, error) {
+			return Result{"who": "one", "x": m.Params["x"]}, nil
+		}},
+		"two": {Spec: Spec{}, Handler: func(ctx context.Context, m *Module) (Result, error) {
+			return Result{"who": "two"}, nil
+		}},
+	}
+	tests := []struct {
+		name, argv0, args, want string
+		code                    int
+	}{
+		{"by module name", "etcdops", `{"_ansible_module_name":"one","x":"2"}`, `"who":"one"`, 0},
+		{"by FQCN", "etcdops", `{"_ansible_module_name":"etcdops.etcd.two"}`, `"who":"two"`, 0},
+		{"by argv0", "/tmp/two", `{}`, `"who":"two"`, 0},
+		{"options checked per module", "etcdops", `{"_ansible_module_name":"two","x":1}`, `unsupported parameters: x`, 1},
+		{"unknown module", "etcdops", `{"_ansible_module_name":"three"}`, `serves the modules one, two, not \"three\"`, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code := runMulti([]string{tt.argv0}, strings.NewReader(tt.args), &out, entries)
+			if code != tt.code || !strings.Contains(out.String(), tt.want) {
+				t.Fatalf("code %d out %s; want %d and %s", code, out.String(), tt.code, tt.want)
+			}
+		})
+	}
+}

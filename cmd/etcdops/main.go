@@ -1,0 +1,15 @@
+// Command etcdops is every module of this project in one binary. The
+// action plugins upload it once per host and run it for each task; it picks
+// the module from the _ansible_module_name Ansible sends with the args.
+package main
+
+import (
+	"github.com/etcdops/etcdops/internal/etcdconn"
+	"github.com/etcdops/etcdops/internal/modrun"
+	"github.com/etcdops/etcdops/internal/registry"
+)
+
+func main() {
+	etcdconn.Silence()
+	modrun.MainMulti(registry.Modules())
+}

@@ -1,0 +1,16 @@
+// Package registry lists every Ansible module this project ships, with its
+// argument spec and handler: the multi-call binary serves them from it, and
+// the documentation test checks each against its sidecar file.
+package registry
+
+import (
+	"github.com/etcdops/etcdops/internal/modrun"
+	"github.com/etcdops/etcdops/internal/pki"
+)
+
+// Modules returns the modules by name.
+func Modules() map[string]modrun.Entry {
+	return map[string]modrun.Entry{
+		"etcd_cert": {Spec: pki.ModuleSpec, Handler: pki.RunModule},
+	}
+}
