@@ -14,12 +14,13 @@ ANSIBLE_PLAYBOOK ?= ansible-playbook
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## Build every module into library/ (linux/amd64) and build/linux_<arch>/
+build: ## Build every module into library/ (linux/amd64), and them and the multi-call etcdops into build/linux_<arch>/
 	@for arch in $(ARCHES); do \
 	  mkdir -p build/linux_$$arch; \
 	  for m in $(MODULES); do \
 	    CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -o build/linux_$$arch/$$m ./modules/$$m || exit 1; \
 	  done; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -o build/linux_$$arch/etcdops ./cmd/etcdops || exit 1; \
 	done
 	@mkdir -p library && for m in $(MODULES); do cp -f build/linux_amd64/$$m library/$$m; done
 	@echo "built: $(MODULES)"
