@@ -14,7 +14,7 @@
 # Environment: LAB_STATE (default /var/lib/etcd-lab), LAB_CACHE (rootfs
 # cache), LAB_SUBNET (first three octets, default 10.77.0), LAB_BRIDGE,
 # LAB_INVENTORY (default <repo>/inventory/hosts), LAB_ETCD (machines put in
-# [etcd], default 3).
+# [etcd], default 3), LAB_PREFIX (machine names, default lab).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -23,13 +23,16 @@ subnet=${LAB_SUBNET:-10.77.0}
 bridge=${LAB_BRIDGE:-etcdlab0}
 inventory=${LAB_INVENTORY:-$top/inventory/hosts}
 etcd_count=${LAB_ETCD:-3}
+# Machine names are PREFIX1..PREFIXN; another lab beside this one needs its
+# own prefix, state directory, bridge and subnet.
+prefix=${LAB_PREFIX:-lab}
 
 log() { echo "lab: $*" >&2; }
 die() { echo "lab: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "the lab needs root (systemd-nspawn, bridges, mounts)"
 
-machine_ip() { echo "$subnet.$((10 + ${1#lab}))"; }
+machine_ip() { echo "$subnet.$((10 + ${1#"$prefix"}))"; }
 
 # nspawn_pid NAME: the systemd-nspawn process of a machine, if running.
 nspawn_pid() {
@@ -113,7 +116,7 @@ down() {
   awk -v p="$state/machines/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m"
   done
-  for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^vb-lab' || true); do
+  for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^vb-$prefix" || true); do
     ip link del "$link" 2>/dev/null || true
   done
   if ip link show "$bridge" >/dev/null 2>&1; then ip link del "$bridge"; fi
@@ -139,7 +142,7 @@ up() {
   ip link set "$bridge" up
 
   for i in $(seq 1 "$n"); do
-    name=lab$i dir=$state/machines/lab$i ip=$(machine_ip "lab$i")
+    name=$prefix$i dir=$state/machines/$prefix$i ip=$(machine_ip "$prefix$i")
     mkdir -p "$dir/upper" "$dir/work" "$dir/root"
     mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"
     mkdir -p "$dir/root/etc/systemd/network" "$dir/root/root/.ssh"
@@ -150,7 +153,7 @@ up() {
     install -m 600 "$state/ssh/id_ed25519.pub" "$dir/root/root/.ssh/authorized_keys"
     start_machine "$name"
   done
-  for i in $(seq 1 "$n"); do wait_booted "lab$i"; done
+  for i in $(seq 1 "$n"); do wait_booted "$prefix$i"; done
   write_inventory "$n"
   log "waiting for every machine to answer ansible ping"
   local deadline=$((SECONDS + 60))
@@ -172,7 +175,7 @@ write_inventory() {
     echo "[etcd]"
     for i in $(seq 1 "$n"); do
       [ "$i" -le "$etcd_count" ] || break
-      echo "$(machine_ip "lab$i") NODE_NAME=etcd$i"
+      echo "$(machine_ip "$prefix$i") NODE_NAME=etcd$i"
     done
     echo
     echo "# 预留组，后续添加etcd节点使用"
@@ -180,7 +183,7 @@ write_inventory() {
     echo
     echo "# Lab machines that are in no etcd group yet: put one in [new-etcd] to add it."
     echo "[lab_spare]"
-    for i in $(seq $((etcd_count + 1)) "$n"); do echo "$(machine_ip "lab$i")"; done
+    for i in $(seq $((etcd_count + 1)) "$n"); do echo "$(machine_ip "$prefix$i")"; done
     echo
     echo "[all:vars]"
     echo "ansible_user=root"
