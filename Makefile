@@ -8,8 +8,10 @@ MODULES := $(notdir $(wildcard modules/*))
 ARCHES := amd64 arm64
 GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "-s -w -buildid="
 ANSIBLE_PLAYBOOK ?= ansible-playbook
+VENV := .venv
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build deps etcd-bin test test-go test-lab lint lab-up lab-down demo bench clean
+.PHONY: help build deps venv etcd-bin test test-go test-lab lint lab-up lab-down demo bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,7 +33,7 @@ deps: ## Install what a fresh machine lacks (Debian packages)
 etcd-bin: ## Build etcd, etcdctl and etcdutl (cached) into bin/
 	@bash lab/etcdbin/build.sh >/dev/null
 
-test: deps build etcd-bin test-go test-lab ## Run every test: Go tests against real etcd, then the lab end to end
+test: deps build etcd-bin lint test-go test-lab ## Run every test: lint, Go tests against real etcd, then the lab end to end
 
 test-go: build etcd-bin ## Go unit and integration tests (embedded and real etcd)
 	ETCD_BIN_DIR=$(CURDIR)/bin $(GO) test -count=1 ./...
@@ -40,9 +42,20 @@ test-lab: build etcd-bin ## End-to-end tests of the playbooks in the lab
 	bash lab/lab.sh up $(N)
 	ETCD_BIN_DIR=$(CURDIR)/bin $(GO) test -count=1 -tags lab -timeout 60m -v ./tests/lab/
 
-lint: ## gofmt, go vet
+venv: $(VENV)/.installed ## Python tools (ansible-lint, yamllint, molecule, newest ansible-core) in .venv
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+lint: build venv ## gofmt, go vet, staticcheck, yamllint, ansible-lint (production profile)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags lab ./tests/...
+	$(GO) run $(STATICCHECK) ./...
+	$(VENV)/bin/yamllint -s playbooks roles library
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH ansible-lint --offline
 
 lab-up: ## Bring up the lab: N machines (default 4) and inventory/hosts
 	bash lab/lab.sh up $(N)

@@ -173,8 +173,8 @@ func New(o Options, endpoints ...string) (*clientv3.Client, error) {
 		Logger:               zap.NewNop(),
 		// A blocking dial that keeps the last connection error surfaces TLS
 		// and refused-connection errors at once instead of a bare timeout.
-		DialOptions:      []grpc.DialOption{grpc.WithReturnConnectionError()}, //nolint:staticcheck
-		RejectOldCluster: false,
+		//lint:ignore SA1019 still supported by the client/v3 dialer throughout grpc 1.x
+		DialOptions: []grpc.DialOption{grpc.WithReturnConnectionError()},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %s", strings.Join(endpoints, ","), Describe(err))
