@@ -27,7 +27,10 @@ func Describe(err error) string {
 	case strings.Contains(text, "certificate has expired"), strings.Contains(text, "not yet valid"):
 		hint = "TLS: a certificate has expired or is not yet valid (check the clocks)"
 	case strings.Contains(text, "bad certificate"), strings.Contains(text, "certificate required"),
-		strings.Contains(text, "unknown certificate authority"):
+		strings.Contains(text, "unknown certificate authority"),
+		// TLS 1.3: the server checks the client certificate after the
+		// client has finished its handshake, then drops the connection.
+		strings.Contains(text, "broken pipe"), strings.Contains(text, "connection reset by peer"):
 		hint = "TLS: the server refused the client certificate (client_cert/client_key missing or not signed by the cluster CA)"
 	case strings.Contains(text, "first record does not look like a TLS handshake"),
 		strings.Contains(text, "server gave HTTP response"):

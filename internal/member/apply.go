@@ -16,6 +16,10 @@ import (
 // retryEvery is the pause between two attempts of a refused change.
 const retryEvery = 300 * time.Millisecond
 
+// unhealthyGrace is how long an add refused as "unhealthy cluster" is
+// retried while voting members are down: etcd's health window is 5 s.
+const unhealthyGrace = 6 * time.Second
+
 // executor makes the changes a plan calls for.
 type executor struct {
 	conn  etcdconn.Options
@@ -80,8 +84,15 @@ func (x *executor) add(ctx context.Context, v *View, name string, peerURLs []str
 	defer cli.Close()
 	cctx, cancel := context.WithTimeout(ctx, x.conn.CommandTimeoutDuration())
 	defer cancel()
+	// "unhealthy cluster" passes within 5 s of a (re)start; with voting
+	// members down it lasts, so do not spend all of command_timeout on it.
+	_, _, down := v.voters()
+	unhealthyUntil := time.Now().Add(unhealthyGrace)
 	var last error
 	for {
+		if len(down) > 0 && is(last, rpctypes.ErrGRPCUnhealthy) && time.Now().After(unhealthyUntil) {
+			break
+		}
 		var resp *clientv3.MemberAddResponse
 		if learner {
 			resp, err = cli.MemberAddAsLearner(cctx, peerURLs)

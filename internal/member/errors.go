@@ -75,17 +75,33 @@ func describe(err error) string {
 	return etcdconn.Describe(err)
 }
 
-// explainAdd describes why etcd refused to add a member. etcd before 3.6.11
-// (and 3.5 before the backport) answers "unhealthy cluster" even to a
-// learner add while any voting member is disconnected (etcd #21640); that
-// case names the members that are down.
+// explainAdd describes why etcd refused to add a member. "unhealthy
+// cluster" while voting members are down has two causes by version: from
+// 3.6.11 on, the voting members connected to the receiving member are not a
+// quorum once the new member counts (learners included); before 3.6.11 (and
+// in 3.5 without the backport), etcd wants every voting member connected,
+// even for a learner (etcd #21640). Both name the members that are down.
 func explainAdd(err error, v *View, name string, learner bool) error {
-	_, _, down := v.voters()
-	if learner && is(err, rpctypes.ErrGRPCUnhealthy) && len(down) > 0 {
-		return fmt.Errorf("etcd refused to add %s as a learner because voting member(s) %s are down or disconnected: "+
-			"etcd before 3.6.11 (and 3.5 without the backport of etcd issue #21640) refuses even a learner while "+
-			"any voting member is disconnected. Bring %s back, or remove it first (state: absent), or upgrade etcd (%s)",
-			name, labels(down), labels(down), rpctypes.ErrorDesc(err))
+	total, healthy, down := v.voters()
+	if is(err, rpctypes.ErrGRPCUnhealthy) && len(down) > 0 {
+		kind := "a voting member"
+		if learner {
+			kind = "a learner"
+		}
+		ver, ok := parseVersion(v.Version)
+		if ok && (ver[0] > 3 || ver[0] == 3 && (ver[1] > 6 || ver[1] == 6 && ver[2] >= 11)) {
+			return fmt.Errorf("etcd %s refused to add %s as %s: the voting members it is connected to would not be a quorum "+
+				"with the new member counted as down (%d of %d healthy, %d needed; down: %s). Bring %s back, or remove it first (state: absent) (%s)",
+				v.Version, name, kind, healthy, total+1, quorum(total+1), labels(down), labels(down), rpctypes.ErrorDesc(err))
+		}
+		version := "etcd"
+		if v.Version != "" {
+			version += " " + v.Version
+		}
+		return fmt.Errorf("%s refused to add %s as %s because voting member(s) %s are down or disconnected: "+
+			"etcd before 3.6.11 (and 3.5 without the backport of the fix for etcd issue #21640) refuses any new member, "+
+			"even a learner, while a voting member is disconnected. Bring %s back, or remove it first (state: absent), or upgrade etcd (%s)",
+			version, name, kind, labels(down), labels(down), rpctypes.ErrorDesc(err))
 	}
 	return fmt.Errorf("add %s: %s", name, describe(err))
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -213,8 +214,11 @@ func (r *runner) run(ctx context.Context) (modrun.Result, error) {
 
 // report warns about what the view shows wrong.
 func (r *runner) report(v *View) {
-	for _, u := range v.Unreachable {
-		r.warn("endpoint did not answer: %s", u)
+	for i, u := range v.Unreachable {
+		// A member's own URL is reported with the member.
+		if !slices.ContainsFunc(v.Members, func(m *Member) bool { return contains(m.ClientURLs, v.unreachable[i]) }) {
+			r.warn("endpoint did not answer: %s", u)
+		}
 	}
 	for _, n := range v.Notes {
 		r.warn("%s", n)

@@ -166,14 +166,31 @@ func decidePresent(v *View, r request) (plan, error) {
 	}
 	if s := quorumNow(v); s != "" {
 		p.unsafe = append(p.unsafe, s)
-	} else if !p.learner {
-		// The new member counts as down until it has started and caught up.
-		if s := quorumAfter(fmt.Sprintf("adding %s as a voting member", r.name), total+1, healthy, down,
-			"; add it as a learner (learner: true) and promote it once it has caught up, or bring the down members back first"); s != "" {
-			p.unsafe = append(p.unsafe, s)
-		}
+	} else if s := addQuorum(r.name, p.learner, total, healthy, down); s != "" {
+		p.unsafe = append(p.unsafe, s)
 	}
 	return p, nil
+}
+
+// addQuorum checks an add against etcd's own rule (--strict-reconfig-check,
+// on by default): the member that receives the add must have been
+// connected for 5 s to a quorum of the voting members counted with the new
+// one, which counts as down until it has joined. etcd applies the rule to
+// learners too (3.6.11 and later; before, it wanted every voting member
+// connected, etcd #21640), so a learner does not help here: a 3-member
+// cluster with one member down takes no new member until that one is back
+// or removed.
+func addQuorum(name string, learner bool, total, healthy int, down []*Member) string {
+	if healthy >= quorum(total+1) {
+		return ""
+	}
+	const hint = "; bring the down members back, or remove them first (state: absent)"
+	if !learner {
+		return quorumAfter(fmt.Sprintf("adding %s as a voting member", name), total+1, healthy, down, hint)
+	}
+	return fmt.Sprintf("etcd refuses to add a member, even a learner, unless its healthy voting members would be a quorum "+
+		"with the new member counted as down: adding %s needs %d healthy of %d voting members, but only %d of the %d are healthy (down: %s)%s",
+		name, quorum(total+1), total+1, healthy, total, labels(down), hint)
 }
 
 func decideAbsent(v *View, r request) (plan, error) {

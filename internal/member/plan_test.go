@@ -35,7 +35,7 @@ func fake(specs ...string) *View {
 	return v
 }
 
-func tru() *bool { t := true; return &t }
+func tru() *bool  { t := true; return &t }
 func fals() *bool { f := false; return &f }
 
 func peer(i int) []string { return []string{"https://10.0.0." + string(rune('0'+i)) + ":2380"} }
@@ -60,8 +60,17 @@ func TestDecide(t *testing.T) {
 		{name: "add voter with one down", view: oneDown,
 			req: request{state: "present", name: "etcd4", peerURLs: peer(4), learner: fals()}, act: actAdd,
 			unsafe: []string{"adding etcd4 as a voting member would leave 2 healthy of 4 voting members, fewer than the quorum of 3", "down: etcd3 (3)"}},
-		{name: "add learner with one down", view: oneDown,
-			req: request{state: "present", name: "etcd4", peerURLs: peer(4)}, act: actAdd, learner: true},
+		// etcd (3.6.16 too) counts a new learner as a down voting member.
+		{name: "add learner with one of three down", view: oneDown,
+			req: request{state: "present", name: "etcd4", peerURLs: peer(4)}, act: actAdd, learner: true,
+			unsafe: []string{"even a learner", "adding etcd4 needs 3 healthy of 4 voting members, but only 2 of the 3 are healthy (down: etcd3 (3))"}},
+		{name: "add learner with one of five down", view: []string{"etcd1:vhL", "etcd2:vh", "etcd3:vh", "etcd4:vh", "etcd5:v"},
+			req: request{state: "present", name: "etcd6", peerURLs: peer(6)}, act: actAdd, learner: true},
+		{name: "add voter with one of five down", view: []string{"etcd1:vhL", "etcd2:vh", "etcd3:vh", "etcd4:vh", "etcd5:v"},
+			req: request{state: "present", name: "etcd6", peerURLs: peer(6), learner: fals()}, act: actAdd},
+		{name: "add learner with two of five down", view: []string{"etcd1:vhL", "etcd2:vh", "etcd3:vh", "etcd4:v", "etcd5:v"},
+			req: request{state: "present", name: "etcd6", peerURLs: peer(6)}, act: actAdd, learner: true,
+			unsafe: []string{"needs 4 healthy of 6 voting members, but only 3 of the 5 are healthy"}},
 		{name: "add without quorum", view: []string{"etcd1:vh", "etcd2:v", "etcd3:v"},
 			req: request{state: "present", name: "etcd4", peerURLs: peer(4)}, act: actAdd, learner: true,
 			unsafe: []string{"no quorum: 1 of its 3 voting members are healthy, 2 are needed"}},
@@ -174,22 +183,30 @@ func TestPredict(t *testing.T) {
 }
 
 func TestExplainAdd(t *testing.T) {
-	oneDown := fake("etcd1:vhL", "etcd2:vh", "etcd3:v")
+	oneDown := func(version string) *View {
+		v := fake("etcd1:vhL", "etcd2:vh", "etcd3:v")
+		v.Version = version
+		return v
+	}
 	tests := []struct {
 		name    string
 		err     error
 		view    *View
 		learner bool
 		want    []string
+		not     string
 	}{
-		{"learner refused while a voter is down (etcd #21640)", rpctypes.ErrGRPCUnhealthy, oneDown, true,
-			[]string{"because voting member(s) etcd3 (3) are down", "before 3.6.11", "#21640", "etcdserver: unhealthy cluster"}},
-		{"the same through the client's error type", rpctypes.ErrUnhealthy, oneDown, true, []string{"#21640"}},
+		{"learner refused while a voter is down, old etcd (#21640)", rpctypes.ErrGRPCUnhealthy, oneDown("3.6.10"), true,
+			[]string{"etcd 3.6.10 refused to add etcd4 as a learner because voting member(s) etcd3 (3) are down",
+				"before 3.6.11", "#21640", "(etcdserver: unhealthy cluster)"}, ""},
+		{"the same through the client's error type, 3.5", rpctypes.ErrUnhealthy, oneDown("3.5.21"), true,
+			[]string{"#21640", "etcd3 (3)"}, ""},
+		{"learner refused while a voter is down, fixed etcd", rpctypes.ErrGRPCUnhealthy, oneDown("3.6.16"), true,
+			[]string{"etcd 3.6.16 refused to add etcd4 as a learner", "(2 of 4 healthy, 3 needed; down: etcd3 (3))"}, "#21640"},
 		{"unhealthy with every voter up", rpctypes.ErrGRPCUnhealthy, fake("etcd1:vhL", "etcd2:vh"), true,
-			[]string{"add etcd4: etcd refused the change as unsafe", "less than 5 s ago"}},
-		{"voter refused", rpctypes.ErrGRPCUnhealthy, oneDown, false, []string{"add etcd4: etcd refused the change as unsafe"}},
-		{"too many learners", rpctypes.ErrGRPCTooManyLearners, oneDown, true, []string{"--max-learners"}},
-		{"permission denied", rpctypes.ErrGRPCPermissionDenied, oneDown, true, []string{"permission denied", "root"}},
+			[]string{"add etcd4: etcd refused the change as unsafe", "less than 5 s ago"}, "#21640"},
+		{"too many learners", rpctypes.ErrGRPCTooManyLearners, oneDown("3.6.16"), true, []string{"--max-learners"}, ""},
+		{"permission denied", rpctypes.ErrGRPCPermissionDenied, oneDown("3.6.16"), true, []string{"permission denied", "root"}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,10 +216,22 @@ func TestExplainAdd(t *testing.T) {
 					t.Errorf("%q does not contain %q", got, w)
 				}
 			}
-			if tc.name == "unhealthy with every voter up" && strings.Contains(got, "#21640") {
-				t.Errorf("blames #21640 with no voter down: %s", got)
+			if tc.not != "" && strings.Contains(got, tc.not) {
+				t.Errorf("%q contains %q", got, tc.not)
 			}
 		})
+	}
+}
+
+func TestVersionLess(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{{"3.5.21", "3.6.0", true}, {"3.6.10", "3.6.9", false}, {"3.6.9", "3.6.10", true}, {"3.6.16", "3.6.16", false},
+		{"", "3.6.0", true}, {"3.7.0-alpha.0", "3.6.16", false}} {
+		if got := versionLess(tc.a, tc.b); got != tc.want {
+			t.Errorf("versionLess(%q, %q) = %v", tc.a, tc.b, got)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -55,13 +56,17 @@ func (m *Member) label() string {
 type View struct {
 	ClusterID uint64
 	LeaderID  uint64 // 0 when no member knows a leader
-	Members   []*Member
+	// Version is the lowest etcd server version the healthy members
+	// report ("3.6.16"); empty when none answered.
+	Version string
+	Members []*Member
 	// Stale: the member list was read without quorum (serializable), from
 	// one member's local copy.
 	Stale bool
 	// Unreachable lists the given endpoints that did not answer, each with
 	// the reason.
 	Unreachable []string
+	unreachable []string // their URLs
 	// Notes are oddities worth a warning.
 	Notes []string
 	// endpointOwner maps each URL that answered to the member it belongs to.
@@ -179,6 +184,7 @@ func observe(ctx context.Context, o etcdconn.Options, endpoints []string) (*View
 	for _, s := range given {
 		if s.Status == nil {
 			v.Unreachable = append(v.Unreachable, probeError(s))
+			v.unreachable = append(v.unreachable, s.Endpoint)
 			continue
 		}
 		answered = append(answered, s)
@@ -262,6 +268,9 @@ func observe(ctx context.Context, o etcdconn.Options, endpoints []string) (*View
 		switch {
 		case healthy:
 			m.Healthy = true
+			if v.Version == "" || versionLess(st.Version, v.Version) {
+				v.Version = st.Version
+			}
 		case len(st.Errors) > 0:
 			problems[m.ID] = append(problems[m.ID], fmt.Sprintf("%s reports: %s", s.Endpoint, strings.Join(st.Errors, ", ")))
 		default:
@@ -390,4 +399,36 @@ func sameURLs(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// parseVersion reads "3.6.16" (a suffix such as "-rc.0" is ignored).
+func parseVersion(s string) (v [3]int, ok bool) {
+	s, _, _ = strings.Cut(s, "-")
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return v, false
+	}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return v, false
+		}
+		v[i] = n
+	}
+	return v, true
+}
+
+// versionLess compares two etcd versions; an unreadable one sorts first.
+func versionLess(a, b string) bool {
+	va, oka := parseVersion(a)
+	vb, okb := parseVersion(b)
+	if !oka || !okb {
+		return !oka && okb
+	}
+	for i := range va {
+		if va[i] != vb[i] {
+			return va[i] < vb[i]
+		}
+	}
+	return false
 }
