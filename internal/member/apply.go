@@ -133,13 +133,13 @@ func (x *executor) promote(ctx context.Context, v *View, t *Member) error {
 		_, err := cli.MemberPromote(actx, t.ID)
 		acancel()
 		switch {
+		case is(err, rpctypes.ErrGRPCLearnerNotReady), is(err, rpctypes.ErrGRPCMemberNotEnoughStarted), transient(err):
+			last = err
 		case err == nil, is(err, rpctypes.ErrGRPCMemberNotLearner):
 			// Not a learner any more: an earlier attempt went through.
 			return nil
 		case is(err, rpctypes.ErrGRPCMemberNotFound):
 			return fmt.Errorf("promote %s: it is no longer a member (removed meanwhile?)", t.label())
-		case is(err, rpctypes.ErrGRPCLearnerNotReady), is(err, rpctypes.ErrGRPCMemberNotEnoughStarted), transient(err):
-			last = err
 		case errors.Is(err, context.DeadlineExceeded) && wctx.Err() != nil:
 			// wait_timeout is over; last says why.
 		default:

@@ -14,12 +14,15 @@ import (
 )
 
 // is reports whether err is (or wraps, or carries the text of) the etcd
-// server error target, one of rpctypes.ErrGRPC*.
+// server error target, one of rpctypes.ErrGRPC*. The texts are compared
+// whole (a wrapped error ends with it): some are prefixes of others ("can
+// only promote a learner member" and "… which is in sync with leader").
 func is(err, target error) bool {
 	if err == nil {
 		return false
 	}
-	return strings.Contains(rpctypes.ErrorDesc(err), rpctypes.ErrorDesc(target))
+	got, want := rpctypes.ErrorDesc(err), rpctypes.ErrorDesc(target)
+	return strings.HasSuffix(got, want)
 }
 
 // transient reports whether a membership request that failed with err may

@@ -351,7 +351,7 @@ func TestMembersDown(t *testing.T) {
 	d0, d1 := down[0], down[1]
 	d0ID, d1ID := idOf(d0), idOf(d1)
 	downs := fmt.Sprintf("down: %s (%s), %s (%s)", d0.Name, d0ID, d1.Name, d1ID)
-	if d1ID < d0ID { // labels follow the member list, ordered by id
+	if d1.Etcd.Server.MemberID() < d0.Etcd.Server.MemberID() { // labels follow the member list, ordered by id
 		downs = fmt.Sprintf("down: %s (%s), %s (%s)", d1.Name, d1ID, d0.Name, d0ID)
 	}
 	c.Stop(d0)
@@ -431,6 +431,17 @@ func TestMembersDown(t *testing.T) {
 			m5ID = r.Member.ID
 			if !r.Changed || !r.Member.IsLearner || listed(t, c, up...)[m5ID] == nil {
 				t.Fatalf("%+v", r)
+			}
+		}},
+		{"a learner that never starts is not promoted", func(t *testing.T) {
+			r := execute(t, args(c, all, "name", "m5", "peer_urls", []string{m5.PeerURL}, "learner", false, "wait_timeout", 1.5))
+			mustFail(t, r, "unstarted member "+m5ID, "was not promoted within wait_timeout (1.5s)",
+				"has not caught up with the leader yet", "it has not started: start etcd on it")
+			if !r.warned("is not healthy yet (added but not started): the promotion waits") {
+				t.Errorf("warnings %q", r.Warnings)
+			}
+			if !listed(t, c, up...)[m5ID].IsLearner {
+				t.Fatal("promoted")
 			}
 		}},
 		{"force skips the one-at-a-time check, etcd still refuses", func(t *testing.T) {

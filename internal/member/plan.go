@@ -122,6 +122,10 @@ func decidePresent(v *View, r request) (plan, error) {
 		switch {
 		case t.IsLearner && r.learner != nil && !*r.learner:
 			p.act = actPromote
+			if !t.Healthy {
+				p.notes = append(p.notes, fmt.Sprintf("%s is not healthy yet (%s): the promotion waits up to wait_timeout for it to start and catch up",
+					t.label(), t.Problem))
+			}
 			if s := quorumNow(v); s != "" {
 				p.unsafe = append(p.unsafe, s)
 			} else if s := quorumAfter("promoting "+t.label(), total+1, healthy+1, down,

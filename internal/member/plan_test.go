@@ -2,6 +2,7 @@ package member
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -231,6 +232,18 @@ func TestVersionLess(t *testing.T) {
 		{"", "3.6.0", true}, {"3.7.0-alpha.0", "3.6.16", false}} {
 		if got := versionLess(tc.a, tc.b); got != tc.want {
 			t.Errorf("versionLess(%q, %q) = %v", tc.a, tc.b, got)
+		}
+	}
+}
+
+func TestIs(t *testing.T) {
+	notReady := rpctypes.ErrGRPCLearnerNotReady
+	if is(notReady, rpctypes.ErrGRPCMemberNotLearner) {
+		t.Error("'not ready' taken for 'not a learner' (its text is a prefix)")
+	}
+	for _, err := range []error{notReady, rpctypes.ErrMemberLearnerNotReady, fmt.Errorf("promote: %w", notReady)} {
+		if !is(err, rpctypes.ErrGRPCLearnerNotReady) {
+			t.Errorf("%v not recognised", err)
 		}
 	}
 }
