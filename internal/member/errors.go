@@ -94,17 +94,25 @@ func explainAdd(err error, v *View, name string, learner bool) error {
 		ver, ok := parseVersion(v.Version)
 		if ok && (ver[0] > 3 || ver[0] == 3 && (ver[1] > 6 || ver[1] == 6 && ver[2] >= 11)) {
 			return fmt.Errorf("etcd %s refused to add %s as %s: the voting members it is connected to would not be a quorum "+
-				"with the new member counted as down (%d of %d healthy, %d needed; down: %s). Bring %s back, or remove it first (state: absent) (%s)",
-				v.Version, name, kind, healthy, total+1, quorum(total+1), labels(down), labels(down), rpctypes.ErrorDesc(err))
+				"with the new member counted as down (%d of the %d voting members are healthy, %d of %d needed; down: %s). "+
+				"Bring %s back, or remove %s first (state: absent) (%s)",
+				v.Version, name, kind, healthy, total, quorum(total+1), total+1, labels(down), labels(down), them(down), rpctypes.ErrorDesc(err))
 		}
 		version := "etcd"
 		if v.Version != "" {
 			version += " " + v.Version
 		}
-		return fmt.Errorf("%s refused to add %s as %s because voting member(s) %s are down or disconnected: "+
+		return fmt.Errorf("%s refused to add %s as %s because of the voting members down or disconnected (%s): "+
 			"etcd before 3.6.11 (and 3.5 without the backport of the fix for etcd issue #21640) refuses any new member, "+
-			"even a learner, while a voting member is disconnected. Bring %s back, or remove it first (state: absent), or upgrade etcd (%s)",
-			version, name, kind, labels(down), labels(down), rpctypes.ErrorDesc(err))
+			"even a learner, while a voting member is disconnected. Bring %s back, or remove %s first (state: absent), or upgrade etcd (%s)",
+			version, name, kind, labels(down), labels(down), them(down), rpctypes.ErrorDesc(err))
 	}
 	return fmt.Errorf("add %s: %s", name, describe(err))
+}
+
+func them(ms []*Member) string {
+	if len(ms) == 1 {
+		return "it"
+	}
+	return "them"
 }

@@ -201,6 +201,13 @@ func (r *runner) run(ctx context.Context) (modrun.Result, error) {
 		members, leader := predict(before, p)
 		after = &View{ClusterID: before.ClusterID, LeaderID: leader, Members: members}
 	}
+	if aerr == nil && !after.Stale {
+		if err := verify(p, after, id); err != nil {
+			res = r.result(after, after.Members, after.LeaderID, after.member(id))
+			res["changed"] = true
+			return res, err
+		}
+	}
 	target := p.target
 	if p.act == actAdd {
 		target = &Member{ID: id, PeerURLs: r.req.peerURLs, IsLearner: p.learner}
@@ -210,6 +217,21 @@ func (r *runner) run(ctx context.Context) (modrun.Result, error) {
 	res["msg"] = r.what(p, id, note)
 	r.addDiff(res, before.Members, after.Members)
 	return res, nil
+}
+
+// verify checks in the member list read after a change that etcd made it:
+// the list, not the answer to the request, has the last word.
+func verify(p plan, after *View, id uint64) error {
+	got := after.member(id)
+	switch {
+	case p.act == actAdd && got == nil:
+		return fmt.Errorf("etcd accepted adding member %x, but the member list does not show it", id)
+	case p.act == actPromote && (got == nil || got.IsLearner):
+		return fmt.Errorf("etcd accepted promoting %s, but the member list does not show it as a voting member", p.target.label())
+	case p.act == actRemove && got != nil:
+		return fmt.Errorf("etcd accepted removing %s, but the member list still shows it", p.target.label())
+	}
+	return nil
 }
 
 // report warns about what the view shows wrong.

@@ -101,6 +101,7 @@ func mustFail(t *testing.T, r result, subs ...string) {
 	if !r.Failed {
 		t.Fatalf("did not fail: %+v", r)
 	}
+	t.Logf("msg: %s", r.Msg)
 	for _, s := range subs {
 		if !strings.Contains(r.Msg, s) {
 			t.Errorf("msg %q does not contain %q", r.Msg, s)
@@ -391,7 +392,7 @@ func TestMembersDown(t *testing.T) {
 		}},
 		{"with force etcd itself refuses the learner", func(t *testing.T) {
 			r := execute(t, args(c, all, "name", "m5", "peer_urls", []string{m5.PeerURL}, "force", true))
-			mustFail(t, r, "refused to add m5 as a learner", "(3 of 6 healthy, 4 needed", "etcdserver: unhealthy cluster")
+			mustFail(t, r, "refused to add m5 as a learner", "(3 of the 5 voting members are healthy, 4 of 6 needed", "remove them first", "etcdserver: unhealthy cluster")
 			if !r.warned("force: going ahead although etcd refuses to add a member, even a learner") {
 				t.Errorf("warnings %q", r.Warnings)
 			}
@@ -465,9 +466,12 @@ func TestMembersDown(t *testing.T) {
 	}
 }
 
-// TestConnectionErrors checks the refusals that need a live server: the
-// last member, a wrong CA, a missing client certificate, a closed port.
-func TestConnectionErrors(t *testing.T) {
+// TestSingleMember checks, on a 1-member cluster, the refusals that need a
+// live server (the last member, a wrong CA, a missing client certificate,
+// a closed port), then grows it: a voting member is refused (the cluster
+// would lose its quorum until the member starts), a learner is added,
+// started and promoted.
+func TestSingleMember(t *testing.T) {
 	c := etcdtest.NewCluster(t, 1)
 	m0 := c.Members[0]
 	dir := t.TempDir()
@@ -503,6 +507,34 @@ func TestConnectionErrors(t *testing.T) {
 	if n := len(listed(t, c)); n != 1 {
 		t.Fatalf("%d members", n)
 	}
+
+	m1 := c.NewMember("m1")
+	t.Run("a voting member is refused", func(t *testing.T) {
+		mustFail(t, execute(t, args(c, nil, "name", "m1", "peer_urls", []string{m1.PeerURL}, "learner", false)),
+			"adding m1 as a voting member would leave 1 healthy of 2 voting members, fewer than the quorum of 2; add it as a learner")
+		if n := len(listed(t, c)); n != 1 {
+			t.Fatalf("%d members", n)
+		}
+	})
+	t.Run("a learner is added, started and promoted", func(t *testing.T) {
+		r := mustOK(t, execute(t, args(c, nil, "name", "m1", "peer_urls", []string{m1.PeerURL})))
+		if !r.Changed || !r.Member.IsLearner || r.InitialCluster != "m0="+m0.PeerURL+",m1="+m1.PeerURL &&
+			r.InitialCluster != "m1="+m1.PeerURL+",m0="+m0.PeerURL {
+			t.Fatalf("%+v", r)
+		}
+		if err := c.StartNew(m1, r.InitialCluster); err != nil {
+			t.Fatal(err)
+		}
+		r = mustOK(t, execute(t, args(c, []*etcdtest.Member{m0}, "name", "m1", "peer_urls", []string{m1.PeerURL}, "learner", false)))
+		if !r.Changed || r.Member.IsLearner || !r.Member.Healthy || len(r.Members) != 2 {
+			t.Fatalf("%+v", r)
+		}
+		for id, m := range listed(t, c) {
+			if m.IsLearner {
+				t.Errorf("%s is a learner", id)
+			}
+		}
+	})
 }
 
 // TestBadArguments checks what fails before any connection.

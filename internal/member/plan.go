@@ -70,8 +70,12 @@ func quorumAfter(change string, total, healthy int, down []*Member, hint string)
 	if healthy >= quorum(total) {
 		return ""
 	}
-	return fmt.Sprintf("%s would leave %d healthy of %d voting members, fewer than the quorum of %d (down: %s)%s",
-		change, healthy, total, quorum(total), labels(down), hint)
+	var downs string
+	if len(down) > 0 {
+		downs = " (down: " + labels(down) + ")"
+	}
+	return fmt.Sprintf("%s would leave %d healthy of %d voting members, fewer than the quorum of %d%s%s",
+		change, healthy, total, quorum(total), downs, hint)
 }
 
 // decide works out what r needs in v. An error is a request that cannot be
@@ -176,19 +180,23 @@ func decidePresent(v *View, r request) (plan, error) {
 	return p, nil
 }
 
-// addQuorum checks an add against etcd's own rule (--strict-reconfig-check,
-// on by default): the member that receives the add must have been
-// connected for 5 s to a quorum of the voting members counted with the new
-// one, which counts as down until it has joined. etcd applies the rule to
-// learners too (3.6.11 and later; before, it wanted every voting member
-// connected, etcd #21640), so a learner does not help here: a 3-member
-// cluster with one member down takes no new member until that one is back
-// or removed.
+// addQuorum checks an add. A voting member counts as down until it has
+// started and caught up, so the healthy voting members must be a quorum of
+// the cluster with it. etcd's own rule (--strict-reconfig-check, on by
+// default) is the same for learners, except in a single-member cluster: the
+// member that receives the add must have been connected for 5 s to a quorum
+// of the voting members counted with the new one (3.6.11 and later; before,
+// every voting member, etcd #21640). So a learner does not help a 3-member
+// cluster with one member down: it takes no new member until that one is
+// back or removed.
 func addQuorum(name string, learner bool, total, healthy int, down []*Member) string {
-	if healthy >= quorum(total+1) {
+	if healthy >= quorum(total+1) || learner && total == 1 && healthy == 1 {
 		return ""
 	}
-	const hint = "; bring the down members back, or remove them first (state: absent)"
+	hint := "; bring the down members back, or remove them first (state: absent)"
+	if len(down) == 0 {
+		hint = "; add it as a learner (learner: true) and promote it once it has caught up"
+	}
 	if !learner {
 		return quorumAfter(fmt.Sprintf("adding %s as a voting member", name), total+1, healthy, down, hint)
 	}

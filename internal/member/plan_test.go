@@ -69,6 +69,11 @@ func TestDecide(t *testing.T) {
 			req: request{state: "present", name: "etcd6", peerURLs: peer(6)}, act: actAdd, learner: true},
 		{name: "add voter with one of five down", view: []string{"etcd1:vhL", "etcd2:vh", "etcd3:vh", "etcd4:vh", "etcd5:v"},
 			req: request{state: "present", name: "etcd6", peerURLs: peer(6), learner: fals()}, act: actAdd},
+		{name: "add learner to a single member", view: []string{"etcd1:vhL"},
+			req: request{state: "present", name: "etcd2", peerURLs: peer(2)}, act: actAdd, learner: true},
+		{name: "add voter to a single member", view: []string{"etcd1:vhL"},
+			req: request{state: "present", name: "etcd2", peerURLs: peer(2), learner: fals()}, act: actAdd,
+			unsafe: []string{"adding etcd2 as a voting member would leave 1 healthy of 2 voting members, fewer than the quorum of 2; add it as a learner"}},
 		{name: "add learner with two of five down", view: []string{"etcd1:vhL", "etcd2:vh", "etcd3:vh", "etcd4:v", "etcd5:v"},
 			req: request{state: "present", name: "etcd6", peerURLs: peer(6)}, act: actAdd, learner: true,
 			unsafe: []string{"needs 4 healthy of 6 voting members, but only 3 of the 5 are healthy"}},
@@ -198,12 +203,12 @@ func TestExplainAdd(t *testing.T) {
 		not     string
 	}{
 		{"learner refused while a voter is down, old etcd (#21640)", rpctypes.ErrGRPCUnhealthy, oneDown("3.6.10"), true,
-			[]string{"etcd 3.6.10 refused to add etcd4 as a learner because voting member(s) etcd3 (3) are down",
+			[]string{"etcd 3.6.10 refused to add etcd4 as a learner because of the voting members down or disconnected (etcd3 (3))",
 				"before 3.6.11", "#21640", "(etcdserver: unhealthy cluster)"}, ""},
 		{"the same through the client's error type, 3.5", rpctypes.ErrUnhealthy, oneDown("3.5.21"), true,
 			[]string{"#21640", "etcd3 (3)"}, ""},
 		{"learner refused while a voter is down, fixed etcd", rpctypes.ErrGRPCUnhealthy, oneDown("3.6.16"), true,
-			[]string{"etcd 3.6.16 refused to add etcd4 as a learner", "(2 of 4 healthy, 3 needed; down: etcd3 (3))"}, "#21640"},
+			[]string{"etcd 3.6.16 refused to add etcd4 as a learner", "(2 of the 3 voting members are healthy, 3 of 4 needed; down: etcd3 (3))", "remove it first"}, "#21640"},
 		{"unhealthy with every voter up", rpctypes.ErrGRPCUnhealthy, fake("etcd1:vhL", "etcd2:vh"), true,
 			[]string{"add etcd4: etcd refused the change as unsafe", "less than 5 s ago"}, "#21640"},
 		{"too many learners", rpctypes.ErrGRPCTooManyLearners, oneDown("3.6.16"), true, []string{"--max-learners"}, ""},
@@ -293,6 +298,32 @@ func TestRequestValidation(t *testing.T) {
 				t.Fatalf("unexpected error: %v", err)
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestVerify(t *testing.T) {
+	after := fake("etcd1:vhL", "etcd2:vh", "etcd3:lh")
+	learner := after.Members[2]
+	tests := []struct {
+		name string
+		p    plan
+		id   uint64
+		want string
+	}{
+		{"added and listed", plan{act: actAdd}, 3, ""},
+		{"added but not listed", plan{act: actAdd}, 9, "does not show it"},
+		{"promoted but still a learner", plan{act: actPromote, target: learner}, 3, "does not show it as a voting member"},
+		{"promoted", plan{act: actPromote, target: after.Members[1]}, 2, ""},
+		{"removed but still listed", plan{act: actRemove, target: learner}, 3, "still shows it"},
+		{"removed", plan{act: actRemove, target: &Member{ID: 9}}, 9, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := verify(tc.p, after, tc.id)
+			if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("verify = %v, want %q", err, tc.want)
 			}
 		})
 	}
