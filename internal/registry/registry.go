@@ -4,6 +4,7 @@
 package registry
 
 import (
+	"github.com/etcdops/etcdops/internal/member"
 	"github.com/etcdops/etcdops/internal/modrun"
 	"github.com/etcdops/etcdops/internal/pki"
 )
@@ -11,6 +12,7 @@ import (
 // Modules returns the modules by name.
 func Modules() map[string]modrun.Entry {
 	return map[string]modrun.Entry{
-		"etcd_cert": {Spec: pki.ModuleSpec, Handler: pki.RunModule},
+		"etcd_cert":   {Spec: pki.ModuleSpec, Handler: pki.RunModule},
+		"etcd_member": {Spec: member.ModuleSpec, Handler: member.RunModule},
 	}
 }
