@@ -17,6 +17,24 @@ cache=${ETCD_CACHE:-/var/cache/etcd-lab}/etcd-v$version-linux-$arch
 # The recipe's hash keys the cache, so editing a main package rebuilds.
 recipe=$(cat "$here"/*/main.go "$here/build.sh" | sha256sum | cut -c1-12)
 
+case $version in
+  # etcd 3.4's Go module (go.etcd.io/etcd, no /v3 suffix) cannot be built
+  # through the module proxy; Debian bookworm packages 3.4.23, so the 3.4
+  # binaries come from there (etcd and etcdctl: 3.4 has no etcdutl).
+  3.4.*)
+    if [ ! -x "$cache/etcdctl" ]; then
+      deb=$(mktemp -d)
+      trap 'rm -rf "$deb"' EXIT
+      (cd "$deb" && apt-get download -q "etcd-server=$version*" "etcd-client=$version*" >&2) ||
+        { echo "etcd $version: Debian has $(apt-cache policy etcd-server | awk '/Candidate/{print $2}')" >&2; exit 1; }
+      for f in "$deb"/*.deb; do dpkg-deb -x "$f" "$deb/root"; done
+      mkdir -p "$cache.tmp" && cp "$deb/root/usr/bin/etcd" "$deb/root/usr/bin/etcdctl" "$cache.tmp/"
+      rm -rf "$cache" && mv "$cache.tmp" "$cache"
+    fi
+    echo "$cache"
+    exit 0 ;;
+esac
+
 if [ ! -x "$cache/etcdutl" ] || [ "$(cat "$cache/.recipe" 2>/dev/null)" != "$recipe" ]; then
   echo "building etcd $version for linux/$arch (cached in $cache)" >&2
   src=$here
@@ -24,6 +42,10 @@ if [ ! -x "$cache/etcdutl" ] || [ "$(cat "$cache/.recipe" 2>/dev/null)" != "$rec
     src=$(mktemp -d)
     trap 'rm -rf "$src"' EXIT
     cp -r "$here"/etcd "$here"/etcdctl "$here"/etcdutl "$here"/go.mod "$here"/go.sum "$src"/
+    case $version in
+      # etcdutl gained hashkv and migrate in 3.6.
+      3.5.*) sed -i '/NewHashKVCommand\|NewMigrateCommand/d' "$src"/etcdutl/main.go ;;
+    esac
     (cd "$src" && go get "go.etcd.io/etcd/server/v3@v$version" "go.etcd.io/etcd/etcdctl/v3@v$version" \
       "go.etcd.io/etcd/etcdutl/v3@v$version" >&2 && go mod tidy >&2)
   fi
