@@ -7,12 +7,14 @@ import (
 	"github.com/etcdops/etcdops/internal/member"
 	"github.com/etcdops/etcdops/internal/modrun"
 	"github.com/etcdops/etcdops/internal/pki"
+	"github.com/etcdops/etcdops/internal/snapshot"
 )
 
 // Modules returns the modules by name.
 func Modules() map[string]modrun.Entry {
 	return map[string]modrun.Entry{
-		"etcd_cert":   {Spec: pki.ModuleSpec, Handler: pki.RunModule},
-		"etcd_member": {Spec: member.ModuleSpec, Handler: member.RunModule},
+		"etcd_cert":     {Spec: pki.ModuleSpec, Handler: pki.RunModule},
+		"etcd_member":   {Spec: member.ModuleSpec, Handler: member.RunModule},
+		"etcd_snapshot": {Spec: snapshot.ModuleSpec, Handler: snapshot.RunModule},
 	}
 }

@@ -1,0 +1,203 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/etcdops/etcdops/internal/etcdconn"
+	"github.com/etcdops/etcdops/internal/modrun"
+)
+
+// ModuleSpec declares the options of the etcd_snapshot module.
+var ModuleSpec = modrun.Spec{
+	Options: append(etcdconn.SpecOptions(),
+		modrun.Option{Name: "state", Type: modrun.TypeStr, Default: "saved", Choices: []string{"saved", "status"}},
+		modrun.Option{Name: "path", Type: modrun.TypePath, Required: true},
+		modrun.Option{Name: "latest_link", Type: modrun.TypeStr},
+		modrun.Option{Name: "keep", Type: modrun.TypeInt},
+		modrun.Option{Name: "mode", Type: modrun.TypeStr, Default: "0600"},
+	),
+	RequiredTogether: [][]string{etcdconn.SpecRequiredTogether},
+}
+
+type options struct {
+	etcdconn.Options
+	State      string `json:"state"`
+	Path       string `json:"path"`
+	LatestLink string `json:"latest_link"`
+	Keep       *int   `json:"keep"`
+	Mode       string `json:"mode"`
+}
+
+// RunModule runs the etcd_snapshot module.
+func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
+	var o options
+	if err := m.Decode(&o); err != nil {
+		return nil, err
+	}
+	if o.State == "status" {
+		st, err := ReadStatus(o.Path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", o.Path, err)
+		}
+		if !st.HasTrailer {
+			m.Warn("%s has no sha256 trailer (a copy of a member's database file, not a snapshot streamed from etcd): its integrity was checked by bbolt only", o.Path)
+		}
+		res := statusResult(st)
+		res["changed"] = false
+		res["msg"] = fmt.Sprintf("%s: revision %d, %d keys, hash %d", st.Path, st.Revision, st.TotalKeys, st.Hash)
+		return res, nil
+	}
+	return save(ctx, m, o)
+}
+
+func statusResult(st Status) modrun.Result {
+	return modrun.Result{
+		"path": st.Path, "size": st.Size, "sha256": st.SHA256, "hash": st.Hash,
+		"revision": st.Revision, "total_keys": st.TotalKeys, "total_size": st.TotalSize,
+		"version": st.Version,
+	}
+}
+
+// plan is a validated save request.
+type plan struct {
+	path string
+	dir  string
+	mode os.FileMode
+}
+
+func (o options) plan(now time.Time) (plan, error) {
+	var p plan
+	mode, err := strconv.ParseUint(strings.TrimPrefix(o.Mode, "0o"), 8, 32)
+	if err != nil || mode > 0o777 || mode&0o400 == 0 {
+		return p, fmt.Errorf("mode %q: give an octal file mode the owner can read, like 0600", o.Mode)
+	}
+	p.mode = os.FileMode(mode)
+	if o.Keep != nil && *o.Keep < 1 {
+		return p, fmt.Errorf("keep must be at least 1 (the snapshot just taken is always kept), got %d", *o.Keep)
+	}
+	if o.LatestLink != "" && (strings.ContainsRune(o.LatestLink, '/') || o.LatestLink == "." || o.LatestLink == "..") {
+		return p, fmt.Errorf("latest_link %q: give a file name in the snapshot's directory, without '/'", o.LatestLink)
+	}
+	info, err := os.Stat(o.Path)
+	switch {
+	case err == nil && info.IsDir():
+		p.dir = o.Path
+		p.path = NewName(o.Path, now)
+	case err == nil && !info.Mode().IsRegular():
+		return p, fmt.Errorf("path %s exists and is neither a directory nor a regular file", o.Path)
+	default:
+		p.dir, p.path = filepath.Dir(o.Path), o.Path
+		if d, err := os.Stat(p.dir); err != nil || !d.IsDir() {
+			return p, fmt.Errorf("path %s: its directory %s does not exist", o.Path, p.dir)
+		}
+	}
+	if o.LatestLink != "" && filepath.Join(p.dir, o.LatestLink) == filepath.Clean(p.path) {
+		return p, fmt.Errorf("latest_link %q is the snapshot's own name", o.LatestLink)
+	}
+	return p, nil
+}
+
+// chooseEndpoint returns the first endpoint, in the order given, whose
+// member answers without errors, preferring voting members to learners.
+func chooseEndpoint(ctx context.Context, o etcdconn.Options) (etcdconn.EndpointStatus, error) {
+	statuses := etcdconn.ProbeAll(ctx, o, o.Endpoints)
+	var learner *etcdconn.EndpointStatus
+	var problems []string
+	for i, s := range statuses {
+		switch {
+		case !s.Healthy():
+			if s.Err != nil {
+				problems = append(problems, s.Err.Error())
+			} else {
+				problems = append(problems, fmt.Sprintf("%s: %s", s.Endpoint, strings.Join(s.Status.Errors, ", ")))
+			}
+		case s.Status.IsLearner:
+			if learner == nil {
+				learner = &statuses[i]
+			}
+		default:
+			return s, nil
+		}
+	}
+	if learner != nil {
+		return *learner, nil
+	}
+	return etcdconn.EndpointStatus{}, fmt.Errorf("no healthy member to take a snapshot from: %s", strings.Join(problems, "; "))
+}
+
+func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, error) {
+	if err := o.Options.Validate(); err != nil {
+		return nil, err
+	}
+	p, err := o.plan(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	src, err := chooseEndpoint(ctx, o.Options)
+	if err != nil {
+		return nil, err
+	}
+	memberID := fmt.Sprintf("%x", src.Status.Header.MemberId)
+	res := modrun.Result{"path": p.path, "endpoint": src.Endpoint, "member_id": memberID, "changed": true}
+	if o.Keep != nil {
+		would, err := Prunable(p.dir, *o.Keep-1, p.path)
+		if err != nil {
+			return nil, err
+		}
+		res["removed"] = nonNil(would)
+	}
+	if m.Meta.CheckMode {
+		res["msg"] = fmt.Sprintf("would save a snapshot of member %s (%s) to %s", memberID, src.Endpoint, p.path)
+		return res, nil
+	}
+
+	cli, err := etcdconn.New(o.Options, src.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	start := time.Now()
+	if _, err := Save(ctx, cli, p.path, p.mode, o.CommandTimeoutDuration()); err != nil {
+		return nil, fmt.Errorf("snapshot of %s to %s: %s", src.Endpoint, p.path, etcdconn.Describe(err))
+	}
+	took := time.Since(start).Seconds()
+	st, err := ReadStatus(p.path)
+	if err != nil {
+		os.Remove(p.path)
+		return nil, fmt.Errorf("the snapshot written to %s does not check out, so it was removed: %w", p.path, err)
+	}
+	res = statusResult(st)
+	res["endpoint"], res["member_id"], res["changed"] = src.Endpoint, memberID, true
+	res["duration_seconds"] = took
+	if o.LatestLink != "" {
+		link, err := Link(p.path, o.LatestLink)
+		if err != nil {
+			return res, err
+		}
+		res["latest_link"] = link
+	}
+	res["removed"] = []string{}
+	if o.Keep != nil {
+		removed, err := Prune(p.dir, *o.Keep, p.path)
+		res["removed"] = nonNil(removed)
+		if err != nil {
+			return res, err
+		}
+	}
+	res["msg"] = fmt.Sprintf("saved a snapshot of member %s (%s) to %s: %d bytes, revision %d, %d keys, in %.1fs",
+		memberID, src.Endpoint, p.path, st.Size, st.Revision, st.TotalKeys, took)
+	return res, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,95 @@
+package snapshot
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/etcdops/etcdops/internal/fsutil"
+)
+
+// namePattern is what Save names snapshots in a directory, and the only
+// files Prune ever deletes.
+var namePattern = regexp.MustCompile(`^snapshot_[0-9]{14}\.db$`)
+
+// timestampLayout names snapshots in UTC, so that names sort in time order
+// whatever the node's time zone and daylight saving.
+const timestampLayout = "20060102150405"
+
+// NewName returns a free snapshot_<UTC timestamp>.db path in dir, a second
+// later if a snapshot of this second exists.
+func NewName(dir string, now time.Time) string {
+	for {
+		p := filepath.Join(dir, "snapshot_"+now.UTC().Format(timestampLayout)+".db")
+		if _, err := os.Lstat(p); os.IsNotExist(err) {
+			return p
+		}
+		now = now.Add(time.Second)
+	}
+}
+
+// Prunable lists the snapshot_<timestamp>.db files of dir beyond the newest
+// keep, never keepPath itself.
+func Prunable(dir string, keep int, keepPath string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && namePattern.MatchString(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(names)))
+	var out []string
+	for i, n := range names {
+		p := filepath.Join(dir, n)
+		if i < keep || p == filepath.Clean(keepPath) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Prune deletes what Prunable lists and returns it.
+func Prune(dir string, keep int, keepPath string) ([]string, error) {
+	victims, err := Prunable(dir, keep, keepPath)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, p := range victims {
+		if err := os.Remove(p); err != nil {
+			return removed, fmt.Errorf("prune %s: %w", p, err)
+		}
+		removed = append(removed, p)
+	}
+	if len(removed) > 0 {
+		return removed, fsutil.SyncDir(dir)
+	}
+	return removed, nil
+}
+
+// Link makes name (in target's directory) a hard link to target, replacing
+// it atomically: a hard link and not a symlink, so that the latest copy
+// survives the pruning of the file it was made from and `cp snapshot.db`
+// copies the data.
+func Link(target, name string) (string, error) {
+	dir := filepath.Dir(target)
+	link := filepath.Join(dir, name)
+	tmp := filepath.Join(dir, "."+name+".link-"+fmt.Sprint(os.Getpid()))
+	os.Remove(tmp)
+	if err := os.Link(target, tmp); err != nil {
+		return link, fmt.Errorf("link %s: %w", link, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return link, fmt.Errorf("link %s: %w", link, err)
+	}
+	return link, fsutil.SyncDir(dir)
+}

@@ -1,0 +1,266 @@
+// Package snapshot is the etcd_snapshot Ansible module: it streams a
+// snapshot from a running member to a file (verifying the sha256 etcd
+// appends, then renaming atomically), reports a snapshot file's status the
+// way `etcdutl snapshot status` does, keeps a "latest" name pointing at the
+// newest snapshot and prunes old ones.
+package snapshot
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"hash/fnv"
+	"io"
+	"os"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// Status is what a snapshot file holds, with the numbers etcdutl prints.
+type Status struct {
+	Path string
+	Size int64
+	// SHA256 is the hash of the whole file, trailer included.
+	SHA256 string
+	// HasTrailer reports whether the file ends with the sha256 of the rest
+	// (as a snapshot streamed from etcd does; a copy of a member's db file
+	// does not), which then was verified.
+	HasTrailer bool
+	Hash       uint32 // etcdutl's hash: CRC-32C of every bucket name, key and value
+	Revision   int64
+	TotalKeys  int
+	TotalSize  int64
+	Version    string // storage version, empty before etcd 3.6
+}
+
+const (
+	trailerLen  = sha256.Size
+	boltMagic   = 0xED0CDAED
+	pageHeader  = 16 // bbolt page header: id, flags, count, overflow
+	metaMinSize = pageHeader + 64
+)
+
+// ErrNotSnapshot, ErrTruncated and ErrCorrupt say what is wrong with a
+// file that fails ReadStatus.
+var (
+	ErrNotSnapshot = errors.New("not an etcd snapshot")
+	ErrTruncated   = errors.New("truncated")
+	ErrCorrupt     = errors.New("sha256 mismatch: the file is corrupt or was modified")
+)
+
+// boltMeta is what ReadStatus needs from a bbolt meta page.
+type boltMeta struct {
+	pageSize uint32
+	pgid     uint64 // high water mark: pages in use
+	txid     uint64
+}
+
+// readMeta reads the newest valid meta page of a bbolt file.
+func readMeta(f *os.File) (boltMeta, error) {
+	var best boltMeta
+	found := false
+	buf := make([]byte, metaMinSize)
+	offsets := []int64{0}
+	for i := 0; i < len(offsets); i++ {
+		if _, err := f.ReadAt(buf, offsets[i]); err != nil {
+			continue
+		}
+		m := buf[pageHeader:]
+		if binary.LittleEndian.Uint32(m[0:4]) != boltMagic {
+			continue
+		}
+		meta := boltMeta{
+			pageSize: binary.LittleEndian.Uint32(m[8:12]),
+			pgid:     binary.LittleEndian.Uint64(m[40:48]),
+			txid:     binary.LittleEndian.Uint64(m[48:56]),
+		}
+		if meta.pageSize < 512 || meta.pageSize > 1<<20 || meta.pageSize&(meta.pageSize-1) != 0 {
+			continue
+		}
+		if i == 0 {
+			offsets = append(offsets, int64(meta.pageSize))
+		}
+		if !found || meta.txid > best.txid {
+			best, found = meta, true
+		}
+	}
+	if !found {
+		return best, fmt.Errorf("%w: no bbolt database header", ErrNotSnapshot)
+	}
+	return best, nil
+}
+
+// ReadStatus checks a snapshot file — its bbolt header, its length, the
+// sha256 trailer, bbolt's own consistency check — and computes what
+// `etcdutl snapshot status` prints. It streams the file for the sha256 and
+// reads the database through bbolt's read-only memory map, so its memory
+// does not grow with the file (page cache aside); distinct keys are
+// counted by a 128-bit hash of each.
+func ReadStatus(path string) (Status, error) {
+	st := Status{Path: path}
+	f, err := os.Open(path)
+	if err != nil {
+		return st, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return st, err
+	}
+	if !info.Mode().IsRegular() {
+		return st, fmt.Errorf("%s is not a regular file", path)
+	}
+	st.Size = info.Size()
+	meta, err := readMeta(f)
+	if err != nil {
+		return st, err
+	}
+	dbLen := int64(meta.pgid) * int64(meta.pageSize)
+	switch {
+	case st.Size == dbLen+trailerLen:
+		st.HasTrailer = true
+	case st.Size < dbLen:
+		return st, fmt.Errorf("%w: %d bytes, but its database header says %d (%d pages of %d bytes)",
+			ErrTruncated, st.Size, dbLen, meta.pgid, meta.pageSize)
+	case st.Size == dbLen, st.Size%int64(meta.pageSize) == 0:
+		// A database file without trailer (a member's db, or one that has
+		// pages beyond its high water mark): nothing to verify it against.
+	default:
+		return st, fmt.Errorf("%w: %d bytes is neither the database's %d bytes nor that plus a %d-byte sha256",
+			ErrTruncated, st.Size, dbLen, trailerLen)
+	}
+
+	whole := sha256.New()
+	body := sha256.New()
+	var w io.Writer = whole
+	if st.HasTrailer {
+		w = io.MultiWriter(whole, body)
+	}
+	if _, err := io.Copy(w, io.NewSectionReader(f, 0, st.Size-trailerLen*b2i(st.HasTrailer))); err != nil {
+		return st, fmt.Errorf("read %s: %w", path, err)
+	}
+	if st.HasTrailer {
+		trailer := make([]byte, trailerLen)
+		if _, err := f.ReadAt(trailer, st.Size-trailerLen); err != nil {
+			return st, fmt.Errorf("read %s: %w", path, err)
+		}
+		whole.Write(trailer)
+		if !bytes.Equal(body.Sum(nil), trailer) {
+			return st, fmt.Errorf("%w (the sha256 of its first %d bytes is not the one stored in its last %d)",
+				ErrCorrupt, st.Size-trailerLen, trailerLen)
+		}
+	}
+	st.SHA256 = hex.EncodeToString(whole.Sum(nil))
+
+	if err := st.readDB(path); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// readDB computes etcdutl's numbers through bbolt, read-only.
+func (st *Status) readDB(path string) error {
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("%w: bbolt cannot open it: %v", ErrNotSnapshot, err)
+	}
+	defer db.Close()
+	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	return db.View(func(tx *bolt.Tx) error {
+		var problems []string
+		for err := range tx.Check() {
+			problems = append(problems, err.Error())
+			if len(problems) == 5 {
+				break
+			}
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("%w: bbolt consistency check failed: %s", ErrNotSnapshot, strings.Join(problems, "; "))
+		}
+		st.TotalSize = tx.Size()
+		if meta := tx.Bucket([]byte("meta")); meta != nil {
+			st.Version = storageVersion(meta.Get([]byte("storageVersion")))
+		}
+		keys := map[[16]byte]struct{}{}
+		c := tx.Cursor()
+		for name, _ := c.First(); name != nil; name, _ = c.Next() {
+			b := tx.Bucket(name)
+			if b == nil {
+				return fmt.Errorf("%w: %q is not a bucket", ErrNotSnapshot, name)
+			}
+			crc.Write(name)
+			isKey := string(name) == "key"
+			err := b.ForEach(func(k, v []byte) error {
+				crc.Write(k)
+				crc.Write(v)
+				if isKey {
+					return st.countKey(keys, k, v)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		st.TotalKeys = len(keys)
+		st.Hash = crc.Sum32()
+		return nil
+	})
+}
+
+// countKey follows one revision of the key bucket: the newest revision is
+// the snapshot's, a tombstone (an 18-byte revision ending in 't') deletes
+// the key.
+func (st *Status) countKey(keys map[[16]byte]struct{}, rev, value []byte) error {
+	if len(rev) < 17 {
+		return fmt.Errorf("%w: revision key %x is too short", ErrNotSnapshot, rev)
+	}
+	st.Revision = int64(binary.BigEndian.Uint64(rev[0:8]))
+	var kv mvccpb.KeyValue
+	if err := kv.Unmarshal(value); err != nil {
+		return fmt.Errorf("%w: revision %d: %v", ErrNotSnapshot, st.Revision, err)
+	}
+	id := keyID(kv.Key)
+	if len(rev) == 18 && rev[17] == 't' {
+		delete(keys, id)
+	} else {
+		keys[id] = struct{}{}
+	}
+	return nil
+}
+
+func keyID(key []byte) [16]byte {
+	var h hash.Hash = fnv.New128a()
+	h.Write(key)
+	var id [16]byte
+	copy(id[:], h.Sum(nil))
+	return id
+}
+
+// storageVersion formats the meta bucket's storageVersion as etcdutl does
+// (major.minor.patch), or "" when absent or not a version.
+func storageVersion(v []byte) string {
+	s := strings.TrimSpace(string(v))
+	if s == "" {
+		return ""
+	}
+	var major, minor, patch int
+	if n, _ := fmt.Sscanf(s, "%d.%d.%d", &major, &minor, &patch); n < 2 {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d.%d", major, minor, patch)
+}
