@@ -47,6 +47,8 @@ type Spec struct {
 	MutuallyExclusive [][]string
 	// RequiredTogether lists groups of options that must be set together.
 	RequiredTogether [][]string
+	// RequiredOneOf lists groups of options of which at least one must be set.
+	RequiredOneOf [][]string
 	// RequiredIf lists conditions: when option Key equals Value, each of
 	// Requires must be set.
 	RequiredIf []RequiredIf
@@ -157,6 +159,15 @@ func (s Spec) Validate(raw map[string]any) (map[string]any, error) {
 		}
 		if len(present) > 0 && len(absent) > 0 {
 			return nil, fmt.Errorf("parameters are required together: %s", strings.Join(group, ", "))
+		}
+	}
+	for _, group := range s.RequiredOneOf {
+		found := false
+		for _, n := range group {
+			found = found || (set[n] && out[n] != nil && out[n] != "")
+		}
+		if !found {
+			return nil, fmt.Errorf("one of the following is required: %s", strings.Join(group, ", "))
 		}
 	}
 	for _, r := range s.RequiredIf {

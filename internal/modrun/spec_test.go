@@ -89,3 +89,28 @@ func TestValidateErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestRequiredOneOf(t *testing.T) {
+	spec := Spec{
+		Options:       []Option{{Name: "from", Type: TypeStr}, {Name: "to", Type: TypeStr}},
+		RequiredOneOf: [][]string{{"from", "to"}},
+	}
+	for _, tt := range []struct {
+		in map[string]any
+		ok bool
+	}{
+		{map[string]any{"from": "a"}, true},
+		{map[string]any{"to": "b"}, true},
+		{map[string]any{"from": "a", "to": "b"}, true},
+		{map[string]any{}, false},
+		{map[string]any{"from": nil, "to": ""}, false},
+	} {
+		_, err := spec.Validate(tt.in)
+		if (err == nil) != tt.ok {
+			t.Errorf("Validate(%v) = %v, want ok=%v", tt.in, err, tt.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "one of the following is required: from, to") {
+			t.Errorf("message %q", err)
+		}
+	}
+}
