@@ -46,8 +46,13 @@ if [ ! -x "$cache/etcdutl" ] || [ "$(cat "$cache/.recipe" 2>/dev/null)" != "$rec
       # etcdutl gained hashkv and migrate in 3.6.
       3.5.*) sed -i '/NewHashKVCommand\|NewMigrateCommand/d' "$src"/etcdutl/main.go ;;
     esac
-    (cd "$src" && go get "go.etcd.io/etcd/server/v3@v$version" "go.etcd.io/etcd/etcdctl/v3@v$version" \
-      "go.etcd.io/etcd/etcdutl/v3@v$version" >&2 && go mod tidy >&2)
+    # Every etcd module moves together, or a newer pkg/v3 meets an older
+    # server/v3 and the build fails.
+    mods=()
+    for m in api client/pkg client pkg server etcdctl etcdutl; do
+      mods+=("go.etcd.io/etcd/$m/v3@v$version")
+    done
+    (cd "$src" && go get "${mods[@]}" >&2 && go mod tidy >&2)
   fi
   tmp=$cache.tmp
   rm -rf "$tmp" && mkdir -p "$tmp"
@@ -55,7 +60,9 @@ if [ ! -x "$cache/etcdutl" ] || [ "$(cat "$cache/.recipe" 2>/dev/null)" != "$rec
   echo "$recipe" > "$tmp/.recipe"
   rm -rf "$cache" && mv "$tmp" "$cache"
 fi
-if [ "$arch" = amd64 ] && [ -z "${ETCD_NO_LINK:-}" ]; then
+# Only the pinned version goes into bin/ by default; the version matrix
+# points the role at the other versions' cache directories instead.
+if [ "$arch" = amd64 ] && { [ "$version" = "$pinned" ] || [ -n "${ETCD_LINK:-}" ]; } && [ -z "${ETCD_NO_LINK:-}" ]; then
   mkdir -p "$top/bin"
   for b in etcd etcdctl etcdutl; do ln -sfn "$cache/$b" "$top/bin/$b"; done
   echo "$version" > "$top/bin/etcd.version"

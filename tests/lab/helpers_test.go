@@ -94,15 +94,28 @@ func (r Run) Failed() bool {
 
 var recapLine = regexp.MustCompile(`(?m)^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)`)
 
+// ansiblePlaybook is the ansible-playbook to test with: $ANSIBLE_PLAYBOOK
+// (make matrix points it at each ansible-core), else the one on PATH.
+func ansiblePlaybook() string {
+	if p := os.Getenv("ANSIBLE_PLAYBOOK"); p != "" {
+		return p
+	}
+	return "ansible-playbook"
+}
+
 // Playbook runs ansible-playbook from the repository root on the scenario's
 // inventory, with the scenario's certificate directory.
 func (l *Lab) Playbook(playbook string, extra ...string) Run {
 	l.t.Helper()
 	args := []string{"-i", l.Inventory, playbook, "-e", "etcd_pki_dir=" + l.PKIDir}
+	if src := os.Getenv("ETCD_BIN_SRC"); src != "" {
+		// make matrix: the etcd version under test, from its cache directory.
+		args = append(args, "-e", "etcd_bin_src="+src)
+	}
 	for _, e := range extra {
 		args = append(args, "-e", e)
 	}
-	cmd := exec.Command("ansible-playbook", args...)
+	cmd := exec.Command(ansiblePlaybook(), args...)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "ANSIBLE_NOCOLOR=1", "ANSIBLE_FORCE_COLOR=0")
 	cmd.Stdin = nil

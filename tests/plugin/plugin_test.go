@@ -193,7 +193,7 @@ func TestPluginAndPlainResultsAreIdentical(t *testing.T) {
 		}},
 		"etcd_snapshot": {args: func(t *testing.T, dir string) map[string]any {
 			o := cluster.Options()
-			return map[string]any{"path": dir, "endpoints": o.Endpoints, "ca_cert": o.CACert, "client_cert": o.ClientCert, "client_key": o.ClientKey, "_check": true}
+			return map[string]any{"path": filepath.Join(dir, "etcd.db"), "endpoints": o.Endpoints, "ca_cert": o.CACert, "client_cert": o.ClientCert, "client_key": o.ClientKey, "_check": true}
 		}},
 	}
 	for module := range registry.Modules() {
