@@ -1,0 +1,312 @@
+// Command snapshot is the benchmark of etcd_snapshot's save against
+// `etcdctl snapshot save` (`make bench`): both take a snapshot of the same
+// ~1 GiB database from a real etcd process on loopback, alternating, for
+// several rounds. It reports the wall-time ratio (ours / etcdctl) of each
+// round, their min/median/max, and the peak RSS of each program. Not a timed
+// test: it prints figures and fails only when a run fails.
+//
+// The database is filled once and cached (filling 1 GiB takes minutes);
+// every round starts from the same files in the page cache for both.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+type config struct {
+	sizeMiB  int
+	rounds   int
+	etcdBin  string
+	module   string
+	cacheDir string
+	out      string
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.sizeMiB, "size", 1024, "database size to fill, MiB")
+	flag.IntVar(&c.rounds, "rounds", 3, "rounds (each saves once with either program)")
+	flag.StringVar(&c.etcdBin, "etcd-bin", envOr("ETCD_BIN_DIR", "bin"), "directory with etcd and etcdctl")
+	flag.StringVar(&c.module, "module", "library/etcd_snapshot", "the etcd_snapshot binary module")
+	flag.StringVar(&c.cacheDir, "cache", "/var/cache/etcd-lab", "where the filled database is kept between runs")
+	flag.StringVar(&c.out, "out", "build/bench-snapshot.txt", "report file (also printed)")
+	flag.Parse()
+	if err := run(context.Background(), c); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/snapshot:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// measurement is one program's run: wall time and peak resident memory.
+type measurement struct {
+	wall   time.Duration
+	maxRSS int64 // bytes
+}
+
+func run(ctx context.Context, c config) error {
+	dataDir := filepath.Join(c.cacheDir, fmt.Sprintf("bench-snapshot-%dm", c.sizeMiB))
+	if _, err := os.Stat(filepath.Join(dataDir, "member")); err != nil {
+		if err := fill(ctx, c, dataDir); err != nil {
+			return fmt.Errorf("fill the database: %w", err)
+		}
+	}
+	url, stop, err := startEtcd(ctx, c.etcdBin, dataDir)
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	work, err := os.MkdirTemp(filepath.Dir(dataDir), "bench-snapshot-out-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	etcdctl := func(path string) *exec.Cmd {
+		return exec.Command(filepath.Join(c.etcdBin, "etcdctl"), "--endpoints="+url, "snapshot", "save", path)
+	}
+	ours := func(path string) *exec.Cmd {
+		args := filepath.Join(work, "args.json")
+		data, _ := json.Marshal(map[string]any{"state": "saved", "path": path, "endpoints": []string{url}})
+		if err := os.WriteFile(args, data, 0o600); err != nil {
+			panic(err)
+		}
+		return exec.Command(c.module, args)
+	}
+	// A first save of each warms the page cache and checks that both work.
+	var size int64
+	for _, mk := range []func(string) *exec.Cmd{etcdctl, ours} {
+		p := filepath.Join(work, "warmup.db")
+		if _, err := measure(mk(p)); err != nil {
+			return err
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		size = st.Size()
+		os.Remove(p)
+	}
+
+	var ratios []float64
+	var theirs, mine []measurement
+	for i := 0; i < c.rounds; i++ {
+		// Alternate who goes first, so neither always meets a cache the
+		// other has just warmed.
+		order := []string{"etcdctl", "etcd_snapshot"}
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		got := map[string]measurement{}
+		for _, who := range order {
+			p := filepath.Join(work, who+".db")
+			mk := etcdctl
+			if who == "etcd_snapshot" {
+				mk = ours
+			}
+			m, err := measure(mk(p))
+			if err != nil {
+				return err
+			}
+			os.Remove(p)
+			got[who] = m
+		}
+		theirs, mine = append(theirs, got["etcdctl"]), append(mine, got["etcd_snapshot"])
+		ratios = append(ratios, got["etcd_snapshot"].wall.Seconds()/got["etcdctl"].wall.Seconds())
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "snapshot save of a %.0f MiB database (etcd %s on loopback), %d rounds, %s\n",
+		float64(size)/(1<<20), version(c.etcdBin), c.rounds, time.Now().UTC().Format(time.RFC3339))
+	for i := range ratios {
+		fmt.Fprintf(&b, "  round %d: etcdctl %6.2fs %4d MiB   etcd_snapshot %6.2fs %4d MiB   ratio %.3f\n", i+1,
+			theirs[i].wall.Seconds(), theirs[i].maxRSS>>20, mine[i].wall.Seconds(), mine[i].maxRSS>>20, ratios[i])
+	}
+	sorted := slices.Sorted(slices.Values(ratios))
+	fmt.Fprintf(&b, "wall-time ratio etcd_snapshot/etcdctl: min %.3f median %.3f max %.3f (target <= 1.05)\n",
+		sorted[0], sorted[len(sorted)/2], sorted[len(sorted)-1])
+	fmt.Fprintf(&b, "peak RSS: etcd_snapshot %d MiB (target <= 64), etcdctl %d MiB\n", peak(mine)>>20, peak(theirs)>>20)
+	fmt.Print(b.String())
+	if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(c.out, []byte(b.String()), 0o644)
+}
+
+func peak(ms []measurement) int64 {
+	var p int64
+	for _, m := range ms {
+		p = max(p, m.maxRSS)
+	}
+	return p
+}
+
+// measure runs cmd and returns its wall time and peak RSS (from wait4).
+func measure(cmd *exec.Cmd) (measurement, error) {
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	wall := time.Since(start)
+	if err != nil {
+		return measurement{}, fmt.Errorf("%s: %w\n%s", cmd, err, out)
+	}
+	if strings.Contains(string(out), `"failed": true`) || strings.Contains(string(out), `"failed":true`) {
+		return measurement{}, fmt.Errorf("%s: %s", cmd, out)
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return measurement{}, errors.New("no rusage")
+	}
+	return measurement{wall: wall, maxRSS: ru.Maxrss << 10}, nil
+}
+
+func version(bin string) string {
+	out, err := exec.Command(filepath.Join(bin, "etcd"), "--version").Output()
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, "etcd Version: "); ok {
+			return v
+		}
+	}
+	return "?"
+}
+
+// startEtcd runs a one-member etcd on a free loopback port over dataDir and
+// waits until it serves.
+func startEtcd(ctx context.Context, bin, dataDir string) (string, func(), error) {
+	client, peer := freePort(), freePort()
+	url := "http://127.0.0.1:" + client
+	cmd := exec.Command(filepath.Join(bin, "etcd"), "--name=bench", "--data-dir="+dataDir,
+		"--listen-client-urls="+url, "--advertise-client-urls="+url,
+		"--listen-peer-urls=http://127.0.0.1:"+peer, "--initial-advertise-peer-urls=http://127.0.0.1:"+peer,
+		"--initial-cluster=bench=http://127.0.0.1:"+peer, "--quota-backend-bytes=8589934592",
+		"--log-level=error")
+	log, err := os.Create(filepath.Join(filepath.Dir(dataDir), "bench-etcd.log"))
+	if err != nil {
+		return "", nil, err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start etcd: %w", err)
+	}
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		log.Close()
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		stop()
+		return "", nil, err
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := cli.Status(sctx, url)
+		cancel()
+		if err == nil {
+			return url, stop, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("etcd on %s did not come up: %w (log: %s)", url, err, log.Name())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// fill writes sizeMiB of 64 KiB random values under distinct keys into a
+// fresh data directory, then moves it into place.
+func fill(ctx context.Context, c config, dataDir string) error {
+	tmp := dataDir + ".filling"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return err
+	}
+	url, stop, err := startEtcd(ctx, c.etcdBin, tmp)
+	if err != nil {
+		return err
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		stop()
+		return err
+	}
+	const valueSize = 64 << 10
+	n := c.sizeMiB << 20 / valueSize
+	fmt.Fprintf(os.Stderr, "bench/snapshot: filling a %d MiB database (%d keys, once; cached in %s)\n", c.sizeMiB, n, dataDir)
+	keys := make(chan int)
+	errs := make(chan error, 16)
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := make([]byte, valueSize)
+			for i := range keys {
+				if _, err := io.ReadFull(rand.Reader, v); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := cli.Put(ctx, fmt.Sprintf("bench/%08d", i), string(v)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for i := 0; i < n; i++ {
+		select {
+		case keys <- i:
+		case err = <-errs:
+			break feed
+		}
+	}
+	close(keys)
+	wg.Wait()
+	if err == nil && len(errs) > 0 {
+		err = <-errs
+	}
+	cli.Close()
+	stop()
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, dataDir)
+}
+
+func freePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The version matrix (`make matrix`): the short lab scenario
+# (tests/lab TestShortWorkflow) with each ansible-core (Debian bookworm's
+# 2.14 and the newest from PyPI, in .venv) and each etcd (3.4, the oldest
+# with learners, 3.5 and 3.6). Prints one line per pair and writes them to
+# build/matrix.txt.
+#
+# env: MATRIX_ETCD (versions), MATRIX_ANSIBLE (ansible-playbook paths)
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+etcds=${MATRIX_ETCD:-3.4.23 3.5.35 $(cat bin/etcd.version)}
+ansibles=${MATRIX_ANSIBLE:-/usr/bin/ansible-playbook $top/.venv/bin/ansible-playbook}
+out=build/matrix.txt
+mkdir -p build
+echo "version matrix, $(date -u +%FT%TZ)" >"$out.new"
+failed=0
+for e in $etcds; do
+  src=$(bash lab/etcdbin/build.sh "$e") || { echo "etcd $e: build failed" | tee -a "$out.new"; failed=1; continue; }
+  for a in $ansibles; do
+    av=$("$a" --version | head -1 | sed 's/.*core \(.*\)\]/\1/')
+    start=$SECONDS
+    if LAB_SHORT=1 ANSIBLE_PLAYBOOK=$a ETCD_BIN_SRC=$src ETCD_BIN_DIR=$top/bin \
+        go test -count=1 -tags lab -timeout 20m -run TestShortWorkflow ./tests/lab/ >"build/matrix-$e-$av.log" 2>&1; then
+      r=pass
+    else
+      r="FAIL (build/matrix-$e-$av.log)"; failed=1
+    fi
+    echo "ansible-core $av + etcd $e: $r in $((SECONDS - start)) s" | tee -a "$out.new"
+  done
+done
+mv "$out.new" "$out"
+exit $failed
