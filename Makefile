@@ -33,7 +33,7 @@ deps: ## Install what a fresh machine lacks (Debian packages)
 etcd-bin: ## Build etcd, etcdctl and etcdutl (cached) into bin/
 	@bash lab/etcdbin/build.sh >/dev/null
 
-test: deps build etcd-bin lint test-go test-lab ## Run every test: lint, Go tests against real etcd, then the lab end to end
+test: deps build etcd-bin lint test-go test-lab molecule matrix ## Run every test: lint, Go tests against real etcd, the lab end to end, molecule, the version matrix
 
 test-go: build etcd-bin ## Go unit and integration tests (embedded and real etcd)
 	ETCD_BIN_DIR=$(CURDIR)/bin $(GO) test -count=1 ./...
