@@ -20,8 +20,8 @@ for e in $etcds; do
   for a in $ansibles; do
     av=$("$a" --version | head -1 | sed 's/.*core \(.*\)\]/\1/')
     start=$SECONDS
-    if LAB_SHORT=1 ANSIBLE_PLAYBOOK=$a ETCD_BIN_SRC=$src ETCD_BIN_DIR=$top/bin \
-        go test -count=1 -tags lab -timeout 20m -run TestShortWorkflow ./tests/lab/ >"build/matrix-$e-$av.log" 2>&1; then
+    if LAB_SHORT=1 ANSIBLE_PLAYBOOK=$a ETCD_BIN_SRC=$src ETCD_BIN_DIR=$top/bin ETCD_VERSION_EXPECTED=$e \
+        go test -count=1 -tags lab -timeout 20m -v -run TestShortWorkflow ./tests/lab/ >"build/matrix-$e-$av.log" 2>&1; then
       r=pass
     else
       r="FAIL (build/matrix-$e-$av.log)"; failed=1

@@ -23,7 +23,7 @@ case $version in
   # binaries come from there (etcd and etcdctl: 3.4 has no etcdutl).
   3.4.*)
     if [ ! -x "$cache/etcdctl" ]; then
-      deb=$(mktemp -d)
+      deb=$(mktemp -d) && chmod 755 "$deb"  # apt downloads as the _apt user
       trap 'rm -rf "$deb"' EXIT
       (cd "$deb" && apt-get download -q "etcd-server=$version*" "etcd-client=$version*" >&2) ||
         { echo "etcd $version: Debian has $(apt-cache policy etcd-server | awk '/Candidate/{print $2}')" >&2; exit 1; }

@@ -3,7 +3,10 @@
 package lab
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -63,6 +66,41 @@ func TestDeployCluster(t *testing.T) {
 			t.Fatalf("%s: unit %s", h, unit)
 		}
 	}
+	// Ad hoc, as an operator asks: ansible -m etcd_member -a 'state=info ...'.
+	adhoc := exec.Command(strings.Replace(ansiblePlaybook(), "ansible-playbook", "ansible", 1),
+		"-i", l.Inventory, l.Hosts[1], "-m", "etcd_member", "-o", "-a",
+		"state=info endpoints=https://"+l.Hosts[1]+":2379 ca_cert=/etc/etcd/ssl/ca.pem "+
+			"client_cert=/etc/etcd/ssl/client.pem client_key=/etc/etcd/ssl/client-key.pem")
+	adhoc.Dir = repoRoot
+	adhoc.Env = append(os.Environ(), "ANSIBLE_NOCOLOR=1")
+	out, err := adhoc.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ansible -m etcd_member: %v\n%s", err, out)
+	}
+	// -o prints "HOST | SUCCESS => {json}".
+	_, js, _ := strings.Cut(string(out), "=> ")
+	var info struct {
+		Changed bool `json:"changed"`
+		Members []struct {
+			Name    string `json:"name"`
+			Healthy bool   `json:"healthy"`
+		} `json:"members"`
+	}
+	if err := json.Unmarshal([]byte(js), &info); err != nil {
+		t.Fatalf("ansible -m etcd_member output: %v\n%s", err, out)
+	}
+	var adhocNames []string
+	for _, m := range info.Members {
+		if !m.Healthy {
+			t.Fatalf("ad hoc info reports %s unhealthy: %s", m.Name, out)
+		}
+		adhocNames = append(adhocNames, m.Name)
+	}
+	sort.Strings(adhocNames)
+	if info.Changed || fmt.Sprint(adhocNames) != fmt.Sprint(want) {
+		t.Fatalf("ad hoc info: changed=%v members %v, want %v", info.Changed, adhocNames, want)
+	}
+
 	// The CA key stays on the deploy node.
 	for _, h := range l.Hosts {
 		if out := l.MustSSH(h, "find / -xdev -name 'ca-key.pem' 2>/dev/null | wc -l"); strings.TrimSpace(out) != "0" {

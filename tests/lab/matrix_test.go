@@ -5,6 +5,7 @@ package lab
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -22,6 +23,11 @@ func TestShortWorkflow(t *testing.T) {
 	h1, h4 := l.Hosts[0], l.Hosts[3]
 
 	l.MustPlaybook("playbooks/02.etcd.yml", bk)
+	if want := os.Getenv("ETCD_VERSION_EXPECTED"); want != "" {
+		if got := l.MustSSH(h1, "etcd --version"); !strings.Contains(got, "etcd Version: "+want+"\n") {
+			t.Fatalf("the members run %q, want etcd %s", got, want)
+		}
+	}
 	l.PutKeys(h1, "snap/", 0, 300)
 
 	l.MoveHost(h4, "lab_spare", "new-etcd")
