@@ -65,7 +65,8 @@ func envOr(name, def string) string {
 // measurement is one program's run: wall time and peak resident memory.
 type measurement struct {
 	wall   time.Duration
-	maxRSS int64 // bytes
+	cpu    time.Duration // user + system
+	maxRSS int64         // bytes
 }
 
 func run(ctx context.Context, c config) error {
@@ -143,8 +144,9 @@ func run(ctx context.Context, c config) error {
 	fmt.Fprintf(&b, "snapshot save of a %.0f MiB database (etcd %s on loopback), %d rounds, %s\n",
 		float64(size)/(1<<20), version(c.etcdBin), c.rounds, time.Now().UTC().Format(time.RFC3339))
 	for i := range ratios {
-		fmt.Fprintf(&b, "  round %d: etcdctl %6.2fs %4d MiB   etcd_snapshot %6.2fs %4d MiB   ratio %.3f\n", i+1,
-			theirs[i].wall.Seconds(), theirs[i].maxRSS>>20, mine[i].wall.Seconds(), mine[i].maxRSS>>20, ratios[i])
+		fmt.Fprintf(&b, "  round %d: etcdctl %5.2fs (cpu %4.2fs) %3d MiB   etcd_snapshot %5.2fs (cpu %4.2fs) %3d MiB   ratio %.3f\n", i+1,
+			theirs[i].wall.Seconds(), theirs[i].cpu.Seconds(), theirs[i].maxRSS>>20,
+			mine[i].wall.Seconds(), mine[i].cpu.Seconds(), mine[i].maxRSS>>20, ratios[i])
 	}
 	sorted := slices.Sorted(slices.Values(ratios))
 	fmt.Fprintf(&b, "wall-time ratio etcd_snapshot/etcdctl: min %.3f median %.3f max %.3f (target <= 1.05)\n",
@@ -180,7 +182,8 @@ func measure(cmd *exec.Cmd) (measurement, error) {
 	if !ok {
 		return measurement{}, errors.New("no rusage")
 	}
-	return measurement{wall: wall, maxRSS: ru.Maxrss << 10}, nil
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return measurement{wall: wall, cpu: cpu, maxRSS: ru.Maxrss << 10}, nil
 }
 
 func version(bin string) string {

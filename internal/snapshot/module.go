@@ -163,15 +163,20 @@ func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, erro
 	}
 	defer cli.Close()
 	start := time.Now()
-	if _, err := Save(ctx, cli, p.path, p.mode, o.CommandTimeoutDuration()); err != nil {
+	var st Status
+	check := func(tmp string, saved Saved) error {
+		var err error
+		st, err = readStatus(tmp, saved.SHA256)
+		if err != nil {
+			return fmt.Errorf("the snapshot does not check out, so it was not kept: %w", err)
+		}
+		st.Path = p.path
+		return nil
+	}
+	if _, err := Save(ctx, cli, p.path, p.mode, o.CommandTimeoutDuration(), check); err != nil {
 		return nil, fmt.Errorf("snapshot of %s to %s: %s", src.Endpoint, p.path, etcdconn.Describe(err))
 	}
 	took := time.Since(start).Seconds()
-	st, err := ReadStatus(p.path)
-	if err != nil {
-		os.Remove(p.path)
-		return nil, fmt.Errorf("the snapshot written to %s does not check out, so it was removed: %w", p.path, err)
-	}
 	res = statusResult(st)
 	res["endpoint"], res["member_id"], res["changed"] = src.Endpoint, memberID, true
 	res["duration_seconds"] = took

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -21,8 +22,8 @@ import (
 // tailHasher hashes everything written to it except the last 32 bytes,
 // which it keeps: etcd's snapshot stream ends with the sha256 of the rest.
 type tailHasher struct {
-	body  [sha256.Size]byte
-	n     int // bytes held in body
+	tail  [sha256.Size]byte
+	n     int // bytes held in tail
 	sum   hash.Hash
 	total int64
 }
@@ -30,19 +31,61 @@ type tailHasher struct {
 func (t *tailHasher) Write(p []byte) (int, error) {
 	t.total += int64(len(p))
 	if len(p) >= sha256.Size {
-		t.sum.Write(t.body[:t.n])
+		t.sum.Write(t.tail[:t.n])
 		t.sum.Write(p[:len(p)-sha256.Size])
-		t.n = copy(t.body[:], p[len(p)-sha256.Size:])
+		t.n = copy(t.tail[:], p[len(p)-sha256.Size:])
 		return len(p), nil
 	}
 	// Fewer than 32 new bytes: the oldest held bytes are no longer the tail.
 	if over := t.n + len(p) - sha256.Size; over > 0 {
-		t.sum.Write(t.body[:over])
-		copy(t.body[:], t.body[over:t.n])
+		t.sum.Write(t.tail[:over])
+		copy(t.tail[:], t.tail[over:t.n])
 		t.n -= over
 	}
-	t.n += copy(t.body[t.n:], p)
+	t.n += copy(t.tail[t.n:], p)
 	return len(p), nil
+}
+
+// sums returns the sha256 of all but the last 32 bytes, and of everything
+// (one pass: Sum leaves the state as it was, so the whole is the body's
+// state continued with the tail). ok is false when fewer than 32 bytes
+// were written. The hasher is spent afterwards.
+func (t *tailHasher) sums() (body, whole []byte, ok bool) {
+	body = t.sum.Sum(nil)
+	t.sum.Write(t.tail[:t.n])
+	return body, t.sum.Sum(nil), t.n == sha256.Size
+}
+
+// hashBehind runs a tailHasher on its own goroutine, so that hashing the
+// stream overlaps with receiving and writing it. Buffers go to it with
+// hash and come back, hashed, from free.
+type hashBehind struct {
+	th   *tailHasher
+	work chan []byte
+	free chan []byte
+	done chan struct{}
+}
+
+func newHashBehind(buffers, size int) *hashBehind {
+	h := &hashBehind{th: &tailHasher{sum: sha256.New()}, work: make(chan []byte, buffers),
+		free: make(chan []byte, buffers), done: make(chan struct{})}
+	for i := 0; i < buffers; i++ {
+		h.free <- make([]byte, size)
+	}
+	go func() {
+		defer close(h.done)
+		for b := range h.work {
+			h.th.Write(b)
+			h.free <- b[:cap(b)]
+		}
+	}()
+	return h
+}
+
+// wait stops the hasher once it has hashed every buffer sent.
+func (h *hashBehind) wait() {
+	close(h.work)
+	<-h.done
 }
 
 // progress counts bytes so a watchdog can tell a stalled stream.
@@ -53,17 +96,53 @@ func (p *progress) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// Saved is what Save wrote.
+type Saved struct {
+	Size   int64
+	SHA256 string // of the whole file, as sha256sum prints it
+}
+
+// copyHashed copies src to dst in 1 MiB pieces, each also handed to the
+// hasher and counted by prog.
+func copyHashed(dst io.Writer, src io.Reader, hb *hashBehind, prog *progress) (int64, error) {
+	var total int64
+	for {
+		buf := <-hb.free
+		n, rerr := io.ReadFull(src, buf)
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				hb.free <- buf
+				return total, err
+			}
+			total += int64(n)
+			prog.Write(buf[:n])
+			hb.work <- buf[:n]
+		} else {
+			hb.free <- buf
+		}
+		switch {
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			return total, nil
+		case rerr != nil:
+			return total, rerr
+		}
+	}
+}
+
 // Save streams a snapshot from the client's (single) endpoint into path:
 // a temporary file in the same directory, fsynced, its sha256 trailer
-// verified, then renamed over path and the directory fsynced. On any error
+// verified, checked by check (if not nil; it gets the temporary file's
+// name and runs while the file is fsynced), then renamed over path and the
+// directory fsynced. On any error
 // nothing is left behind and path is untouched. The stream has no overall
 // deadline (a large database takes as long as it takes) but fails when no
 // byte arrives for stall.
-func Save(ctx context.Context, cli *clientv3.Client, path string, mode os.FileMode, stall time.Duration) (written int64, err error) {
+func Save(ctx context.Context, cli *clientv3.Client, path string, mode os.FileMode, stall time.Duration,
+	check func(tmp string, saved Saved) error) (saved Saved, err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".part-*")
 	if err != nil {
-		return 0, fmt.Errorf("create a temporary file in %s: %w", dir, err)
+		return Saved{}, fmt.Errorf("create a temporary file in %s: %w", dir, err)
 	}
 	defer func() {
 		if err != nil {
@@ -72,7 +151,7 @@ func Save(ctx context.Context, cli *clientv3.Client, path string, mode os.FileMo
 		}
 	}()
 	if err := tmp.Chmod(mode); err != nil {
-		return 0, err
+		return Saved{}, err
 	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -102,35 +181,59 @@ func Save(ctx context.Context, cli *clientv3.Client, path string, mode os.FileMo
 
 	rc, err := cli.Snapshot(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("start the snapshot: %w", err)
+		return Saved{}, fmt.Errorf("start the snapshot: %w", err)
 	}
 	defer rc.Close()
-	th := &tailHasher{sum: sha256.New()}
-	buf := make([]byte, 1<<20)
-	n, err := io.CopyBuffer(io.MultiWriter(tmp, th, prog), rc, buf)
+	hb := newHashBehind(4, 1<<20)
+	n, err := copyHashed(tmp, rc, hb, prog)
+	hb.wait()
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause
 		}
-		return n, fmt.Errorf("stream the snapshot: %w (after %d bytes)", err, n)
+		return Saved{}, fmt.Errorf("stream the snapshot: %w (after %d bytes)", err, n)
 	}
-	if n < sha256.Size+1 || th.n != sha256.Size {
-		return n, fmt.Errorf("stream the snapshot: only %d bytes arrived", n)
+	body, whole, ok := hb.th.sums()
+	if n < sha256.Size+1 || !ok {
+		return Saved{}, fmt.Errorf("stream the snapshot: only %d bytes arrived", n)
 	}
-	if !bytes.Equal(th.sum.Sum(nil), th.body[:]) {
-		return n, fmt.Errorf("the snapshot stream is corrupt: its sha256 trailer does not match the %d bytes before it", n-sha256.Size)
+	if !bytes.Equal(body, hb.th.tail[:]) {
+		return Saved{}, fmt.Errorf("the snapshot stream is corrupt: its sha256 trailer does not match the %d bytes before it", n-sha256.Size)
 	}
-	if err := tmp.Sync(); err != nil {
-		return n, fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+	saved = Saved{Size: n, SHA256: hex.EncodeToString(whole)}
+	// The check reads the file from the page cache while fsync writes it
+	// out: the two take about as long as each other on a large snapshot.
+	checked := make(chan error, 1)
+	go func() {
+		// A damaged database can make bbolt panic; on this goroutine the
+		// module runtime would not see it.
+		defer func() {
+			if r := recover(); r != nil {
+				checked <- fmt.Errorf("%w: reading it failed: %v", ErrNotSnapshot, r)
+			}
+		}()
+		if check == nil {
+			checked <- nil
+			return
+		}
+		checked <- check(tmp.Name(), saved)
+	}()
+	serr := tmp.Sync()
+	cerr := <-checked
+	switch {
+	case serr != nil:
+		return Saved{}, fmt.Errorf("fsync %s: %w", tmp.Name(), serr)
+	case cerr != nil:
+		return Saved{}, cerr
 	}
 	if err := tmp.Close(); err != nil {
-		return n, err
+		return Saved{}, err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return n, err
+		return Saved{}, err
 	}
 	if err := fsutil.SyncDir(dir); err != nil {
-		return n, err
+		return Saved{}, err
 	}
-	return n, nil
+	return saved, nil
 }

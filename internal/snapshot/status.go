@@ -20,14 +20,15 @@ import (
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
-	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Status is what a snapshot file holds, with the numbers etcdutl prints.
 type Status struct {
 	Path string
 	Size int64
-	// SHA256 is the hash of the whole file, trailer included.
+	// SHA256 is the hash of the whole file, trailer included (what
+	// sha256sum prints).
 	SHA256 string
 	// HasTrailer reports whether the file ends with the sha256 of the rest
 	// (as a snapshot streamed from etcd does; a copy of a member's db file
@@ -100,10 +101,19 @@ func readMeta(f *os.File) (boltMeta, error) {
 // ReadStatus checks a snapshot file — its bbolt header, its length, the
 // sha256 trailer, bbolt's own consistency check — and computes what
 // `etcdutl snapshot status` prints. It streams the file for the sha256 and
-// reads the database through bbolt's read-only memory map, so its memory
-// does not grow with the file (page cache aside); distinct keys are
-// counted by a 128-bit hash of each.
+// reads the database through bbolt's read-only memory map, dropping the
+// pages it has read from the map as it goes, so that its memory does not
+// grow with the file; distinct keys are counted by a 128-bit hash of each.
 func ReadStatus(path string) (Status, error) {
+	return readStatus(path, "")
+}
+
+// readStatus is ReadStatus; a non-empty wholeSHA256 is the file's sha256,
+// already computed, and its trailer verified, while the file was streamed
+// from etcd: the bytes are then known to be the ones etcd sent, so neither
+// the hash nor bbolt's consistency check (which guards against damage at
+// rest) is repeated, and only etcdutl's numbers are computed.
+func readStatus(path, wholeSHA256 string) (Status, error) {
 	st := Status{Path: path}
 	f, err := os.Open(path)
 	if err != nil {
@@ -137,29 +147,21 @@ func ReadStatus(path string) (Status, error) {
 			ErrTruncated, st.Size, dbLen, trailerLen)
 	}
 
-	whole := sha256.New()
-	body := sha256.New()
-	var w io.Writer = whole
-	if st.HasTrailer {
-		w = io.MultiWriter(whole, body)
-	}
-	if _, err := io.Copy(w, io.NewSectionReader(f, 0, st.Size-trailerLen*b2i(st.HasTrailer))); err != nil {
-		return st, fmt.Errorf("read %s: %w", path, err)
-	}
-	if st.HasTrailer {
-		trailer := make([]byte, trailerLen)
-		if _, err := f.ReadAt(trailer, st.Size-trailerLen); err != nil {
+	st.SHA256 = wholeSHA256
+	if st.SHA256 == "" {
+		th := &tailHasher{sum: sha256.New()}
+		if _, err := io.Copy(th, io.NewSectionReader(f, 0, st.Size)); err != nil {
 			return st, fmt.Errorf("read %s: %w", path, err)
 		}
-		whole.Write(trailer)
-		if !bytes.Equal(body.Sum(nil), trailer) {
+		body, whole, ok := th.sums()
+		if st.HasTrailer && (!ok || !bytes.Equal(body, th.tail[:])) {
 			return st, fmt.Errorf("%w (the sha256 of its first %d bytes is not the one stored in its last %d)",
 				ErrCorrupt, st.Size-trailerLen, trailerLen)
 		}
+		st.SHA256 = hex.EncodeToString(whole)
 	}
-	st.SHA256 = hex.EncodeToString(whole.Sum(nil))
 
-	if err := st.readDB(path); err != nil {
+	if err := st.readDB(path, wholeSHA256 == ""); err != nil {
 		return st, err
 	}
 	return st, nil
@@ -172,22 +174,26 @@ func b2i(b bool) int64 {
 	return 0
 }
 
-// readDB computes etcdutl's numbers through bbolt, read-only.
-func (st *Status) readDB(path string) error {
+// readDB computes etcdutl's numbers through bbolt, read-only, after
+// bbolt's consistency check if check is set.
+func (st *Status) readDB(path string, check bool) error {
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("%w: bbolt cannot open it: %v", ErrNotSnapshot, err)
 	}
 	defer db.Close()
+	md := newMapDropper(db, st.Size)
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	return db.View(func(tx *bolt.Tx) error {
 		var problems []string
-		for err := range tx.Check() {
-			problems = append(problems, err.Error())
-			if len(problems) == 5 {
-				break
+		md.during(check, func() {
+			for err := range tx.Check() {
+				problems = append(problems, err.Error())
+				if len(problems) == 5 {
+					break
+				}
 			}
-		}
+		})
 		if len(problems) > 0 {
 			return fmt.Errorf("%w: bbolt consistency check failed: %s", ErrNotSnapshot, strings.Join(problems, "; "))
 		}
@@ -207,6 +213,7 @@ func (st *Status) readDB(path string) error {
 			err := b.ForEach(func(k, v []byte) error {
 				crc.Write(k)
 				crc.Write(v)
+				md.read(len(k) + len(v))
 				if isKey {
 					return st.countKey(keys, k, v)
 				}
@@ -216,6 +223,7 @@ func (st *Status) readDB(path string) error {
 				return err
 			}
 		}
+		md.drop()
 		st.TotalKeys = len(keys)
 		st.Hash = crc.Sum32()
 		return nil
@@ -224,23 +232,50 @@ func (st *Status) readDB(path string) error {
 
 // countKey follows one revision of the key bucket: the newest revision is
 // the snapshot's, a tombstone (an 18-byte revision ending in 't') deletes
-// the key.
+// the key. Only the key field of the mvccpb.KeyValue is read, in place:
+// decoding the whole message would copy every value.
 func (st *Status) countKey(keys map[[16]byte]struct{}, rev, value []byte) error {
 	if len(rev) < 17 {
 		return fmt.Errorf("%w: revision key %x is too short", ErrNotSnapshot, rev)
 	}
 	st.Revision = int64(binary.BigEndian.Uint64(rev[0:8]))
-	var kv mvccpb.KeyValue
-	if err := kv.Unmarshal(value); err != nil {
+	key, err := kvKey(value)
+	if err != nil {
 		return fmt.Errorf("%w: revision %d: %v", ErrNotSnapshot, st.Revision, err)
 	}
-	id := keyID(kv.Key)
+	id := keyID(key)
 	if len(rev) == 18 && rev[17] == 't' {
 		delete(keys, id)
 	} else {
 		keys[id] = struct{}{}
 	}
 	return nil
+}
+
+// kvKey returns field 1 (key) of an encoded mvccpb.KeyValue.
+func kvKey(b []byte) ([]byte, error) {
+	var key []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			key, b = v, b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return key, nil
 }
 
 func keyID(key []byte) [16]byte {

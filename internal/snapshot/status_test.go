@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"testing"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // TestTailHasher feeds a stream in pieces of every size and checks that
-// the hash covers all but the last 32 bytes, which are kept.
+// the body hash covers all but the last 32 bytes, which are kept, and the
+// whole hash everything.
 func TestTailHasher(t *testing.T) {
 	data := make([]byte, 1000)
 	for i := range data {
@@ -18,10 +21,35 @@ func TestTailHasher(t *testing.T) {
 		for off := 0; off < len(data); off += chunk {
 			th.Write(data[off:min(off+chunk, len(data))])
 		}
-		want := sha256.Sum256(data[:len(data)-32])
-		if !bytes.Equal(th.sum.Sum(nil), want[:]) || !bytes.Equal(th.body[:th.n], data[len(data)-32:]) {
-			t.Errorf("chunk %d: wrong hash or tail", chunk)
+		if !bytes.Equal(th.tail[:th.n], data[len(data)-32:]) {
+			t.Errorf("chunk %d: wrong tail", chunk)
 		}
+		wantBody, wantWhole := sha256.Sum256(data[:len(data)-32]), sha256.Sum256(data)
+		body, whole, ok := th.sums()
+		if !ok || !bytes.Equal(body, wantBody[:]) || !bytes.Equal(whole, wantWhole[:]) {
+			t.Errorf("chunk %d: wrong sums (ok %v)", chunk, ok)
+		}
+	}
+}
+
+// TestKVKey reads the key of encoded KeyValues as the full decoder does.
+func TestKVKey(t *testing.T) {
+	for _, kv := range []mvccpb.KeyValue{
+		{Key: []byte("a"), Value: []byte("v"), CreateRevision: 3, ModRevision: 9, Version: 2, Lease: 7},
+		{Key: []byte("/registry/pods/default/x"), Value: bytes.Repeat([]byte("z"), 70000)},
+		{Key: nil, Value: []byte("no key")},
+	} {
+		data, err := kv.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := kvKey(data)
+		if err != nil || !bytes.Equal(got, kv.Key) {
+			t.Errorf("kvKey = %q, %v; want %q", got, err, kv.Key)
+		}
+	}
+	if _, err := kvKey([]byte{0x0a, 0x05, 'a'}); err == nil {
+		t.Error("kvKey accepted a key field longer than the message")
 	}
 }
 

@@ -1,0 +1,66 @@
+package snapshot
+
+import (
+	"runtime"
+	"syscall"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// mapDropper keeps bbolt's memory map of a database from making the whole
+// file resident in this process while it is read, by telling the kernel
+// that the mapped pages are not needed (MADV_DONTNEED). For a read-only
+// shared file mapping that only unmaps them from this process: they stay
+// in the page cache, and a page read again is mapped back on access, so a
+// reader never sees anything but the file.
+type mapDropper struct {
+	addr, length uintptr
+	pending      int // bytes read since the last drop
+}
+
+// dropBytes is how much is read between two drops on the reading path.
+const dropBytes = 4 << 20
+
+func newMapDropper(db *bolt.DB, size int64) *mapDropper {
+	return &mapDropper{addr: db.Info().Data, length: uintptr(size)}
+}
+
+func (d *mapDropper) drop() {
+	syscall.Syscall(syscall.SYS_MADVISE, d.addr, d.length, syscall.MADV_DONTNEED)
+	d.pending = 0
+}
+
+// read counts n bytes read through the map and drops the map's pages
+// every dropBytes.
+func (d *mapDropper) read(n int) {
+	if d.pending += n; d.pending >= dropBytes {
+		d.drop()
+	}
+}
+
+// during runs f (if run is set), which reads through the map in code that cannot call
+// read (bbolt's own consistency check), while another goroutine drops the
+// map's pages again and again.
+func (d *mapDropper) during(run bool, f func()) {
+	if !run {
+		return
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				syscall.Syscall(syscall.SYS_MADVISE, d.addr, d.length, syscall.MADV_DONTNEED)
+				runtime.Gosched()
+			}
+		}
+	}()
+	f()
+	close(done)
+	<-finished
+	d.drop()
+}
