@@ -20,11 +20,7 @@ import (
 
 func run(t *testing.T, args map[string]any) modrun.Result {
 	t.Helper()
-	data, err := json.Marshal(args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return modrun.Execute(context.Background(), data, ModuleSpec, RunModule)
+	return modrun.ExecuteArgs(context.Background(), args, ModuleSpec, RunModule)
 }
 
 const sample = "# kubeasz hosts\n[etcd]\n10.0.0.1 NODE_NAME=etcd1\n\n# 预留组，后续添加etcd节点使用\n[new-etcd]\n10.0.0.4 NODE_NAME=etcd4\n"

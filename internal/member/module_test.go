@@ -56,11 +56,7 @@ func (r result) warned(sub string) bool {
 // with args and _ansible_* keys.
 func execute(t *testing.T, args map[string]any) result {
 	t.Helper()
-	data, err := json.Marshal(args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := modrun.Execute(context.Background(), data, ModuleSpec, RunModule)
+	out := modrun.ExecuteArgs(context.Background(), args, ModuleSpec, RunModule)
 	b, err := json.Marshal(out)
 	if err != nil {
 		t.Fatalf("result cannot be encoded: %v", err)

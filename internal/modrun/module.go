@@ -130,6 +130,16 @@ func metaBool(v any) (bool, error) {
 	return b.(bool), nil
 }
 
+// ExecuteArgs is Execute with the args file given as a map, as tests and
+// tools that drive a module in-process have it.
+func ExecuteArgs(ctx context.Context, args map[string]any, spec Spec, h Handler) Result {
+	data, err := json.Marshal(args)
+	if err != nil {
+		return Result{"failed": true, "changed": false, "msg": fmt.Sprintf("args cannot be encoded: %v", err)}
+	}
+	return Execute(ctx, data, spec, h)
+}
+
 // Execute runs handler h on the args file contents and returns the result
 // object to print. It never panics: a panic in the handler becomes a failed
 // result.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -223,5 +224,25 @@ func TestRunMultiDispatchesByModuleName(t *testing.T) {
 				t.Fatalf("code %d out %s; want %d and %s", code, out.String(), tt.code, tt.want)
 			}
 		})
+	}
+}
+
+func TestExecuteArgs(t *testing.T) {
+	spec := Spec{Options: []Option{{Name: "n", Type: TypeInt}}}
+	double := func(ctx context.Context, m *Module) (Result, error) {
+		var o struct {
+			N int `json:"n"`
+		}
+		if err := m.Decode(&o); err != nil {
+			return nil, err
+		}
+		return Result{"n": 2 * o.N}, nil
+	}
+	if got := ExecuteArgs(context.Background(), map[string]any{"n": "21"}, spec, double); got["n"] != 42 || got["failed"] == true {
+		t.Errorf("ExecuteArgs = %v, want n 42", got)
+	}
+	got := ExecuteArgs(context.Background(), map[string]any{"n": make(chan int)}, spec, double)
+	if got["failed"] != true || !strings.Contains(fmt.Sprint(got["msg"]), "cannot be encoded") {
+		t.Errorf("ExecuteArgs with unencodable args = %v, want a failure", got)
 	}
 }

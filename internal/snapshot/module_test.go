@@ -60,11 +60,7 @@ func etcdutl(t *testing.T, args ...string) []byte {
 // run executes the module as Ansible would, with args as the args file.
 func run(t *testing.T, args map[string]any) modrun.Result {
 	t.Helper()
-	data, err := json.Marshal(args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return modrun.Execute(context.Background(), data, ModuleSpec, RunModule)
+	return modrun.ExecuteArgs(context.Background(), args, ModuleSpec, RunModule)
 }
 
 func connArgs(o etcdconn.Options, extra map[string]any) map[string]any {
