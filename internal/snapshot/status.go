@@ -167,13 +167,6 @@ func readStatus(path, wholeSHA256 string) (Status, error) {
 	return st, nil
 }
 
-func b2i(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // readDB computes etcdutl's numbers through bbolt, read-only, after
 // bbolt's consistency check if check is set.
 func (st *Status) readDB(path string, check bool) error {
