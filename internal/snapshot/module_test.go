@@ -3,7 +3,10 @@ package snapshot
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -397,6 +400,51 @@ func TestConnectionLostMidStream(t *testing.T) {
 	orig, _ := os.Stat(first["path"].(string))
 	if !os.SameFile(link, orig) {
 		t.Fatal("snapshot.db no longer points at the previous snapshot")
+	}
+}
+
+// TestSaveCheckFailsBeforeRename: when the check of the streamed file
+// fails or panics, the file it would have replaced is untouched and no
+// temporary file remains.
+func TestSaveCheckFailsBeforeRename(t *testing.T) {
+	c := etcdtest.NewCluster(t, 1)
+	cli, err := etcdconn.New(c.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "etcd.db")
+	if err := os.WriteFile(path, []byte("the previous backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, check := range map[string]func(string, Saved) error{
+		"fails":  func(string, Saved) error { return errors.New("bad database") },
+		"panics": func(string, Saved) error { panic("bbolt: corrupt page") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Save(context.Background(), cli, path, 0o600, 5*time.Second, check)
+			if err == nil {
+				t.Fatal("Save succeeded although its check failed")
+			}
+			if got, _ := os.ReadFile(path); string(got) != "the previous backup" {
+				t.Fatalf("the existing file was replaced: %q", got)
+			}
+			if es, _ := os.ReadDir(dir); len(es) != 1 {
+				t.Fatalf("files left behind: %v", names(es))
+			}
+		})
+	}
+	saved, err := Save(context.Background(), cli, path, 0o600, 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != saved.SHA256 || int64(len(data)) != saved.Size {
+		t.Fatalf("Save reported sha256 %s and %d bytes for a file of %d bytes", saved.SHA256, saved.Size, len(data))
 	}
 }
 

@@ -22,14 +22,12 @@ import (
 // tailHasher hashes everything written to it except the last 32 bytes,
 // which it keeps: etcd's snapshot stream ends with the sha256 of the rest.
 type tailHasher struct {
-	tail  [sha256.Size]byte
-	n     int // bytes held in tail
-	sum   hash.Hash
-	total int64
+	tail [sha256.Size]byte
+	n    int // bytes held in tail
+	sum  hash.Hash
 }
 
 func (t *tailHasher) Write(p []byte) (int, error) {
-	t.total += int64(len(p))
 	if len(p) >= sha256.Size {
 		t.sum.Write(t.tail[:t.n])
 		t.sum.Write(p[:len(p)-sha256.Size])
@@ -57,8 +55,8 @@ func (t *tailHasher) sums() (body, whole []byte, ok bool) {
 }
 
 // hashBehind runs a tailHasher on its own goroutine, so that hashing the
-// stream overlaps with receiving and writing it. Buffers go to it with
-// hash and come back, hashed, from free.
+// stream overlaps with receiving and writing it. Filled buffers are sent on
+// work and come back, hashed, on free.
 type hashBehind struct {
 	th   *tailHasher
 	work chan []byte
@@ -130,11 +128,10 @@ func copyHashed(dst io.Writer, src io.Reader, hb *hashBehind, prog *progress) (i
 }
 
 // Save streams a snapshot from the client's (single) endpoint into path:
-// a temporary file in the same directory, fsynced, its sha256 trailer
-// verified, checked by check (if not nil; it gets the temporary file's
-// name and runs while the file is fsynced), then renamed over path and the
-// directory fsynced. On any error
-// nothing is left behind and path is untouched. The stream has no overall
+// a temporary file in the same directory, its sha256 trailer verified,
+// fsynced and at the same time checked by check (if not nil; it gets the
+// temporary file's name), then renamed over path and the directory
+// fsynced. On any error nothing is left behind and path is untouched. The stream has no overall
 // deadline (a large database takes as long as it takes) but fails when no
 // byte arrives for stall.
 func Save(ctx context.Context, cli *clientv3.Client, path string, mode os.FileMode, stall time.Duration,
