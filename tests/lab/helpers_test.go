@@ -104,7 +104,8 @@ func ansiblePlaybook() string {
 }
 
 // Playbook runs ansible-playbook from the repository root on the scenario's
-// inventory, with the scenario's certificate directory.
+// inventory, with the scenario's certificate directory. Each extra is an
+// extra variable (-e), or a flag when it starts with "--".
 func (l *Lab) Playbook(playbook string, extra ...string) Run {
 	l.t.Helper()
 	args := []string{"-i", l.Inventory, playbook, "-e", "etcd_pki_dir=" + l.PKIDir}
@@ -113,6 +114,10 @@ func (l *Lab) Playbook(playbook string, extra ...string) Run {
 		args = append(args, "-e", "etcd_bin_src="+src)
 	}
 	for _, e := range extra {
+		if strings.HasPrefix(e, "--") { // a flag such as --check
+			args = append(args, e)
+			continue
+		}
 		args = append(args, "-e", e)
 	}
 	cmd := exec.Command(ansiblePlaybook(), args...)

@@ -44,6 +44,11 @@ func TestOperatorWorkflow(t *testing.T) {
 		}
 	}()
 
+	// Check mode on fresh machines predicts the deployment and starts nothing.
+	l.MustPlaybook("playbooks/02.etcd.yml", bk, "--check")
+	if out, _ := l.SSH(h1, "systemctl is-active etcd"); strings.TrimSpace(out) == "active" {
+		t.Fatal("02.etcd.yml --check started etcd")
+	}
 	twice("playbooks/02.etcd.yml", bk)
 	l.PutKeys(h1, "snap/", 0, 1000)
 
@@ -51,7 +56,14 @@ func TestOperatorWorkflow(t *testing.T) {
 	// seed's operator does: a run adds the first, and the next run the other.
 	l.MoveHost(h4, "lab_spare", "new-etcd")
 	l.MoveHost(h5, "lab_spare", "new-etcd")
-	r := l.MustPlaybook("playbooks/19.addetcd.yml", bk)
+	// First in check mode: the diff shows the inventory edit, nothing changes.
+	inv := l.InventoryText()
+	r := l.MustPlaybook("playbooks/19.addetcd.yml", bk, "--check", "--diff")
+	if !strings.Contains(r.Output, "\n+"+h4+"\n") || l.InventoryText() != inv {
+		t.Fatalf("check mode: no diff adding %s to [etcd], or the inventory changed\n%s", h4, tail(r.Output, 60))
+	}
+	l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3")
+	r = l.MustPlaybook("playbooks/19.addetcd.yml", bk)
 	times["playbooks/19.addetcd.yml"] = append(times["playbooks/19.addetcd.yml"], r.Duration)
 	if !strings.Contains(r.Output, "run the playbook again for the next") {
 		t.Fatalf("no word that only the first of two new hosts was added\n%s", tail(r.Output, 40))
@@ -83,8 +95,14 @@ func TestOperatorWorkflow(t *testing.T) {
 	l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3", "etcd-"+h4, "etcd-"+h5)
 	l.ExpectGroup("new-etcd")
 
-	// Remove the leader.
+	// Remove the leader, first in check mode, which changes nothing.
 	leader := l.LeaderIP(h1)
+	inv = l.InventoryText()
+	l.MustPlaybook("playbooks/tools/remove_etcd_node.yml", bk, "ETCD_TO_DEL="+leader, "--check", "--diff")
+	if l.InventoryText() != inv {
+		t.Fatal("remove_etcd_node.yml --check changed the inventory")
+	}
+	l.ExpectVoterCount(h1, 5)
 	twice("playbooks/tools/remove_etcd_node.yml", bk, "ETCD_TO_DEL="+leader)
 	rest := without(l.Hosts, leader)
 	l.ExpectVoterCount(rest[0], 4)
@@ -115,7 +133,12 @@ func TestOperatorWorkflow(t *testing.T) {
 	l.Machine("start", rest[2])
 	l.WaitHealthy(rest[2])
 
-	// Back up, write more, restore.
+	// Back up, write more, restore; each first in check mode.
+	pre, _ := filepath.Glob(filepath.Join(backups, "snapshot_*"))
+	l.MustPlaybook("playbooks/23.backup.yml", bk, "--check")
+	if post, _ := filepath.Glob(filepath.Join(backups, "snapshot_*")); len(post) != len(pre) {
+		t.Fatalf("23.backup.yml --check wrote to the backup directory: %v, before %v", post, pre)
+	}
 	first := l.MustPlaybook("playbooks/23.backup.yml", bk)
 	times["playbooks/23.backup.yml"] = append(times["playbooks/23.backup.yml"], first.Duration)
 	snaps, _ := filepath.Glob(filepath.Join(backups, "snapshot_*.db"))
@@ -127,6 +150,10 @@ func TestOperatorWorkflow(t *testing.T) {
 		t.Fatal("snapshot.db is not the newest snapshot")
 	}
 	l.PutKeys(rest[0], "after/", 0, 200)
+	l.MustPlaybook("playbooks/24.restore.yml", bk, "--check")
+	if got := l.Count(rest[0], "after/"); got != 200 {
+		t.Fatalf("24.restore.yml --check changed the data: %d of 200 keys left", got)
+	}
 	twice("playbooks/24.restore.yml", bk)
 	for _, h := range rest {
 		if got := l.Count(h, "snap/"); got != 1000 {
