@@ -25,8 +25,13 @@ func newMapDropper(db *bolt.DB, size int64) *mapDropper {
 	return &mapDropper{addr: db.Info().Data, length: uintptr(size)}
 }
 
-func (d *mapDropper) drop() {
+// unmap drops every page of the map from this process.
+func (d *mapDropper) unmap() {
 	syscall.Syscall(syscall.SYS_MADVISE, d.addr, d.length, syscall.MADV_DONTNEED)
+}
+
+func (d *mapDropper) drop() {
+	d.unmap()
 	d.pending = 0
 }
 
@@ -38,13 +43,10 @@ func (d *mapDropper) read(n int) {
 	}
 }
 
-// during runs f (if run is set), which reads through the map in code that cannot call
+// during runs f, which reads through the map in code that cannot call
 // read (bbolt's own consistency check), while another goroutine drops the
 // map's pages again and again.
-func (d *mapDropper) during(run bool, f func()) {
-	if !run {
-		return
-	}
+func (d *mapDropper) during(f func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -54,7 +56,7 @@ func (d *mapDropper) during(run bool, f func()) {
 			case <-done:
 				return
 			default:
-				syscall.Syscall(syscall.SYS_MADVISE, d.addr, d.length, syscall.MADV_DONTNEED)
+				d.unmap()
 				runtime.Gosched()
 			}
 		}

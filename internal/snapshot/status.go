@@ -179,14 +179,16 @@ func (st *Status) readDB(path string, check bool) error {
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	return db.View(func(tx *bolt.Tx) error {
 		var problems []string
-		md.during(check, func() {
-			for err := range tx.Check() {
-				problems = append(problems, err.Error())
-				if len(problems) == 5 {
-					break
+		if check {
+			md.during(func() {
+				for err := range tx.Check() {
+					problems = append(problems, err.Error())
+					if len(problems) == 5 {
+						break
+					}
 				}
-			}
-		})
+			})
+		}
 		if len(problems) > 0 {
 			return fmt.Errorf("%w: bbolt consistency check failed: %s", ErrNotSnapshot, strings.Join(problems, "; "))
 		}
