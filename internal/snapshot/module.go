@@ -157,7 +157,7 @@ func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, erro
 		return res, nil
 	}
 
-	cli, err := etcdconn.New(o.Options, src.Endpoint)
+	cli, err := etcdconn.NewBulk(o.Options, src.Endpoint)
 	if err != nil {
 		return nil, err
 	}

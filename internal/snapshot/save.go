@@ -100,28 +100,62 @@ type Saved struct {
 	SHA256 string // of the whole file, as sha256sum prints it
 }
 
-// copyHashed copies src to dst in 1 MiB pieces, each also handed to the
-// hasher and counted by prog.
-func copyHashed(dst io.Writer, src io.Reader, hb *hashBehind, prog *progress) (int64, error) {
+// chunkSource yields a stream piece by piece: next appends the next piece
+// to buf (growing it only if it must) and returns it, with io.EOF after
+// the last.
+type chunkSource interface {
+	next(buf []byte) ([]byte, error)
+}
+
+// flushBelow is how close to full a buffer is written out: the next piece
+// (32 KiB from etcd) then still fits.
+const flushBelow = 64 << 10
+
+// writeSize is the size of each write to the file. On Linux (6.x, ext4)
+// writes of 128 KiB and more ask the page cache for large folios, and on
+// a virtual machine those are often memory the host must first fault in:
+// writing 1 GiB took 0.25 to 3 s in 1 MiB writes, a steady 0.27 s in
+// 64 KiB ones (and 0.33 s in the 32 KiB that io.Copy uses).
+const writeSize = 64 << 10
+
+// writeIn writes p to w in pieces of at most size bytes.
+func writeIn(w io.Writer, p []byte, size int) (int, error) {
+	written := 0
+	for written < len(p) {
+		n, err := w.Write(p[written:min(len(p), written+size)])
+		written += n
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// copyHashed copies src to dst in pieces of about 1 MiB (the hasher's
+// buffers), each also handed to the hasher and counted by prog.
+func copyHashed(dst io.Writer, src chunkSource, hb *hashBehind, prog *progress) (int64, error) {
 	var total int64
+	buf := (<-hb.free)[:0]
 	for {
-		buf := <-hb.free
-		n, rerr := io.ReadFull(src, buf)
-		if n > 0 {
-			if _, err := dst.Write(buf[:n]); err != nil {
+		var rerr error
+		buf, rerr = src.next(buf)
+		if len(buf) > 0 && (rerr != nil || cap(buf)-len(buf) < flushBelow) {
+			n, err := writeIn(dst, buf, writeSize)
+			total += int64(n)
+			prog.Write(buf[:n])
+			if err != nil {
 				hb.free <- buf
 				return total, err
 			}
-			total += int64(n)
-			prog.Write(buf[:n])
-			hb.work <- buf[:n]
-		} else {
-			hb.free <- buf
+			hb.work <- buf
+			buf = (<-hb.free)[:0]
 		}
 		switch {
-		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+		case rerr == io.EOF:
+			hb.free <- buf
 			return total, nil
 		case rerr != nil:
+			hb.free <- buf
 			return total, rerr
 		}
 	}
@@ -176,13 +210,12 @@ func Save(ctx context.Context, cli *clientv3.Client, path string, mode os.FileMo
 		}
 	}()
 
-	rc, err := cli.Snapshot(ctx)
+	src, err := openStream(ctx, cli)
 	if err != nil {
 		return Saved{}, fmt.Errorf("start the snapshot: %w", err)
 	}
-	defer rc.Close()
 	hb := newHashBehind(4, 1<<20)
-	n, err := copyHashed(tmp, rc, hb, prog)
+	n, err := copyHashed(tmp, src, hb, prog)
 	hb.wait()
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {

@@ -83,7 +83,7 @@ func TestCopyHashed(t *testing.T) {
 	}
 	var out bytes.Buffer
 	hb := newHashBehind(4, 1<<20)
-	n, err := copyHashed(&out, bytes.NewReader(data), hb, &progress{})
+	n, err := copyHashed(&out, readerSource{bytes.NewReader(data)}, hb, &progress{})
 	hb.wait()
 	body, whole, ok := hb.th.sums()
 	wantBody, wantWhole := sha256.Sum256(data[:len(data)-32]), sha256.Sum256(data)
@@ -94,7 +94,7 @@ func TestCopyHashed(t *testing.T) {
 
 	hb = newHashBehind(4, 1<<20)
 	prog := &progress{}
-	n, err = copyHashed(&failingWriter{after: 3 << 20}, bytes.NewReader(data), hb, prog)
+	n, err = copyHashed(&failingWriter{after: 3 << 20}, readerSource{bytes.NewReader(data)}, hb, prog)
 	done := make(chan struct{})
 	go func() { hb.wait(); close(done) }()
 	select {
