@@ -22,7 +22,9 @@ type mapDropper struct {
 const dropBytes = 4 << 20
 
 func newMapDropper(db *bolt.DB, size int64) *mapDropper {
-	return &mapDropper{addr: db.Info().Data, length: uintptr(size)}
+	d := &mapDropper{addr: db.Info().Data, length: uintptr(size)}
+	syscall.Syscall(syscall.SYS_MADVISE, d.addr, d.length, syscall.MADV_RANDOM)
+	return d
 }
 
 // unmap drops every page of the map from this process.
