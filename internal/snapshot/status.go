@@ -12,9 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/crc32"
-	"hash/fnv"
 	"io"
 	"os"
 	"strings"
@@ -105,7 +103,8 @@ func readMeta(f *os.File) (boltMeta, error) {
 // reads the database through bbolt's read-only memory map, dropping the
 // pages it has read from the map as it goes and running the check on a
 // cold page cache, so that its memory does not grow with the file;
-// distinct keys are counted by a 128-bit hash of each.
+// distinct keys are counted by a 128-bit hash of each, in a set that
+// spills to files when large (keySet).
 func ReadStatus(path string) (Status, error) {
 	return readStatus(path, "")
 }
@@ -116,6 +115,12 @@ func ReadStatus(path string) (Status, error) {
 // the hash nor bbolt's consistency check (which guards against damage at
 // rest) is repeated, and only etcdutl's numbers are computed.
 func readStatus(path, wholeSHA256 string) (Status, error) {
+	return readStatusKeys(path, wholeSHA256, defaultKeySetLimit)
+}
+
+// readStatusKeys is readStatus with the number of keys counted in memory
+// before the count spills to files.
+func readStatusKeys(path, wholeSHA256 string, keyLimit int) (Status, error) {
 	st := Status{Path: path}
 	f, err := os.Open(path)
 	if err != nil {
@@ -152,7 +157,7 @@ func readStatus(path, wholeSHA256 string) (Status, error) {
 	if wholeSHA256 != "" {
 		// Streamed from etcd and its trailer verified: only the numbers.
 		st.SHA256 = wholeSHA256
-		return st, st.withDB(path, func(db *bolt.DB, md *mapDropper) error { return st.readNumbers(db, md) })
+		return st, st.withDB(path, func(db *bolt.DB, md *mapDropper) error { return st.readNumbers(db, md, keyLimit) })
 	}
 	// bbolt's check runs first, on a cold page cache (see evictCache), and
 	// its verdict waits for the sha256: a file whose trailer does not match
@@ -179,7 +184,7 @@ func readStatus(path, wholeSHA256 string) (Status, error) {
 	if len(problems) > 0 {
 		return st, fmt.Errorf("%w: bbolt consistency check failed: %s", ErrNotSnapshot, strings.Join(problems, "; "))
 	}
-	return st, st.withDB(path, func(db *bolt.DB, md *mapDropper) error { return st.readNumbers(db, md) })
+	return st, st.withDB(path, func(db *bolt.DB, md *mapDropper) error { return st.readNumbers(db, md, keyLimit) })
 }
 
 // evictCache writes out and drops the file's pages from the page cache.
@@ -225,14 +230,15 @@ func checkDB(db *bolt.DB, md *mapDropper) []string {
 
 // readNumbers computes etcdutl's numbers: the hash, revision, total keys,
 // size and storage version.
-func (st *Status) readNumbers(db *bolt.DB, md *mapDropper) error {
+func (st *Status) readNumbers(db *bolt.DB, md *mapDropper, keyLimit int) error {
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	return db.View(func(tx *bolt.Tx) error {
 		st.TotalSize = tx.Size()
 		if meta := tx.Bucket([]byte("meta")); meta != nil {
 			st.Version = storageVersion(meta.Get([]byte("storageVersion")))
 		}
-		keys := map[[16]byte]struct{}{}
+		keys := newKeySet(keyLimit)
+		defer keys.close()
 		c := tx.Cursor()
 		for name, _ := c.First(); name != nil; name, _ = c.Next() {
 			b := tx.Bucket(name)
@@ -255,9 +261,9 @@ func (st *Status) readNumbers(db *bolt.DB, md *mapDropper) error {
 			}
 		}
 		md.drop()
-		st.TotalKeys = len(keys)
-		st.Hash = crc.Sum32()
-		return nil
+		n, err := keys.count()
+		st.TotalKeys, st.Hash = n, crc.Sum32()
+		return err
 	})
 }
 
@@ -265,7 +271,7 @@ func (st *Status) readNumbers(db *bolt.DB, md *mapDropper) error {
 // the snapshot's, a tombstone (an 18-byte revision ending in 't') deletes
 // the key. Only the key field of the mvccpb.KeyValue is read, in place:
 // decoding the whole message would copy every value.
-func (st *Status) countKey(keys map[[16]byte]struct{}, rev, value []byte) error {
+func (st *Status) countKey(keys *keySet, rev, value []byte) error {
 	if len(rev) < 17 {
 		return fmt.Errorf("%w: revision key %x is too short", ErrNotSnapshot, rev)
 	}
@@ -274,13 +280,11 @@ func (st *Status) countKey(keys map[[16]byte]struct{}, rev, value []byte) error 
 	if err != nil {
 		return fmt.Errorf("%w: revision %d: %v", ErrNotSnapshot, st.Revision, err)
 	}
-	id := keyID(key)
+	id := keys.id(key)
 	if len(rev) == 18 && rev[17] == 't' {
-		delete(keys, id)
-	} else {
-		keys[id] = struct{}{}
+		return keys.del(id)
 	}
-	return nil
+	return keys.put(id)
 }
 
 // kvKey returns field 1 (key) of an encoded mvccpb.KeyValue.
@@ -307,14 +311,6 @@ func kvKey(b []byte) ([]byte, error) {
 		b = b[n:]
 	}
 	return key, nil
-}
-
-func keyID(key []byte) [16]byte {
-	var h hash.Hash = fnv.New128a()
-	h.Write(key)
-	var id [16]byte
-	copy(id[:], h.Sum(nil))
-	return id
 }
 
 // storageVersion formats the meta bucket's storageVersion as etcdutl does

@@ -1,0 +1,71 @@
+package snapshot
+
+import (
+	"math/rand/v2"
+	"os"
+	"testing"
+)
+
+// TestKeySetCounts runs the same puts and deletes through key sets that
+// spill at different sizes (so counted in one pass or in many) and checks
+// each count against a plain map, and that the spill file is gone after
+// close.
+func TestKeySetCounts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	type op struct {
+		del bool
+		id  [16]byte
+	}
+	var ops []op
+	want := map[[16]byte]bool{}
+	for i := 0; i < 20000; i++ {
+		var id [16]byte
+		id[0], id[1] = byte(rng.IntN(256)), byte(rng.IntN(20)) // 5120 distinct keys
+		del := rng.IntN(4) == 0
+		ops = append(ops, op{del, id})
+		if del {
+			delete(want, id)
+		} else {
+			want[id] = true
+		}
+	}
+	tests := []struct {
+		name      string
+		limit     int
+		wantSpill bool
+	}{
+		{"in memory", 1 << 20, false},
+		{"spills at once", 0, true},
+		{"spills midway", 1000, true},
+		{"spills near the end", len(want) - 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newKeySet(tt.limit)
+			for _, o := range ops {
+				var err error
+				if o.del {
+					err = s.del(o.id)
+				} else {
+					err = s.put(o.id)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, err := s.count()
+			if err != nil || n != len(want) {
+				t.Fatalf("count = %d, %v; want %d", n, err, len(want))
+			}
+			if (s.spilled != nil) != tt.wantSpill {
+				t.Fatalf("spilled %v, want spilling %v", s.spilled != nil, tt.wantSpill)
+			}
+			s.close()
+			if s.spilled != nil {
+				if _, err := os.Stat(s.spilled.Name()); !os.IsNotExist(err) {
+					t.Fatalf("spill file %s left behind: %v", s.spilled.Name(), err)
+				}
+			}
+		})
+	}
+}
