@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"io"
 	"os"
+	"sync"
 )
 
 // keySet counts the keys alive at the end of a revision-ordered run of
@@ -15,8 +16,8 @@ import (
 // every key in memory. Here keys are 128-bit hashes, held in memory up to
 // a limit; past it the set and every later operation are appended to a
 // temporary file, and the count reads that file back in as many passes as
-// it takes to hold at most about twice the limit in memory, each pass
-// taking the keys whose hash falls in its share. So memory stays bounded
+// it takes to hold about the limit in memory, each pass taking the keys
+// whose hash falls in its share. So memory stays bounded
 // whatever the number of keys (a 1 GiB database of small keys can hold
 // ten million of them: ~500 MB as a map).
 type keySet struct {
@@ -108,20 +109,48 @@ func (s *keySet) count() (int, error) {
 		return 0, fmt.Errorf("spill the key set: %w", err)
 	}
 	// Every put record may be a distinct key: share them out so that a
-	// pass holds about 2*limit at most.
-	passes := uint64(max(1, (s.records+2*s.limit-1)/max(1, 2*s.limit)))
-	total := 0
-	set := make(map[[16]byte]struct{}, min(s.records, 2*s.limit))
-	for pass := uint64(0); pass < passes; pass++ {
-		r := bufio.NewReaderSize(io.NewSectionReader(s.spilled, 0, int64(s.records)*recordSize), 256<<10)
-		var rec [recordSize]byte
-		for {
-			if _, err := io.ReadFull(r, rec[:]); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				return 0, fmt.Errorf("read the spilled key set: %w", err)
+	// pass holds about limit keys at most. Two passes run at a time, one
+	// for each of the two cores this is meant to run well on.
+	passes := uint64(max(1, (s.records+s.limit-1)/max(1, s.limit)))
+	const workers = 2
+	counts := make([]int, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			set := make(map[[16]byte]struct{}, min(s.records, s.limit))
+			for pass := uint64(w); pass < passes; pass += workers {
+				n, err := s.countPass(set, pass, passes)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				counts[w] += n
+				clear(set)
 			}
-			id := [16]byte(rec[1:])
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return counts[0] + counts[1], nil
+}
+
+// countPass replays the spilled operations on the keys whose hash falls
+// in this pass's share and returns how many are left.
+func (s *keySet) countPass(set map[[16]byte]struct{}, pass, passes uint64) (int, error) {
+	buf := make([]byte, recordSize*(64<<10))
+	size := int64(s.records) * recordSize
+	for off := int64(0); off < size; {
+		n, err := s.spilled.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		if n%recordSize != 0 || (err != nil && !errors.Is(err, io.EOF)) {
+			return 0, fmt.Errorf("read the spilled key set: %d bytes at %d: %v", n, off, err)
+		}
+		for rec := buf[:n]; len(rec) > 0; rec = rec[recordSize:] {
+			id := [16]byte(rec[1:recordSize])
 			if binary.LittleEndian.Uint64(id[0:8])%passes != pass {
 				continue
 			}
@@ -131,10 +160,9 @@ func (s *keySet) count() (int, error) {
 				delete(set, id)
 			}
 		}
-		total += len(set)
-		clear(set)
+		off += int64(n)
 	}
-	return total, nil
+	return len(set), nil
 }
 
 // close removes the spill file.
@@ -143,4 +171,66 @@ func (s *keySet) close() {
 		s.spilled.Close()
 		os.Remove(s.spilled.Name())
 	}
+}
+
+// keyFeed applies operations to a keySet on its own goroutine, in
+// batches, so that reading the database (on the caller's goroutine) and
+// updating the set (on this one) use both cores.
+type keyFeed struct {
+	set   *keySet
+	batch []keyOp
+	work  chan []keyOp
+	free  chan []keyOp
+	done  chan error
+}
+
+type keyOp struct {
+	del bool
+	id  [16]byte
+}
+
+const keyBatch = 4096
+
+func (s *keySet) feed() *keyFeed {
+	f := &keyFeed{set: s, work: make(chan []keyOp, 2), free: make(chan []keyOp, 3), done: make(chan error, 1)}
+	for range 3 {
+		f.free <- make([]keyOp, 0, keyBatch)
+	}
+	f.batch = <-f.free
+	go func() {
+		var err error
+		for b := range f.work {
+			for _, op := range b {
+				if err != nil {
+					break // drain: the reader learns of the error at finish
+				}
+				if op.del {
+					err = s.del(op.id)
+				} else {
+					err = s.put(op.id)
+				}
+			}
+			f.free <- b[:0]
+		}
+		f.done <- err
+	}()
+	return f
+}
+
+func (f *keyFeed) add(del bool, id [16]byte) {
+	f.batch = append(f.batch, keyOp{del, id})
+	if len(f.batch) == keyBatch {
+		f.work <- f.batch
+		f.batch = <-f.free
+	}
+}
+
+// finish applies what is left and returns the first error of any
+// operation.
+func (f *keyFeed) finish() error {
+	if len(f.batch) > 0 {
+		f.work <- f.batch
+	}
+	close(f.work)
+	return <-f.done
 }

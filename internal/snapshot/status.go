@@ -239,6 +239,7 @@ func (st *Status) readNumbers(db *bolt.DB, md *mapDropper, keyLimit int) error {
 		}
 		keys := newKeySet(keyLimit)
 		defer keys.close()
+		feed := keys.feed()
 		c := tx.Cursor()
 		for name, _ := c.First(); name != nil; name, _ = c.Next() {
 			b := tx.Bucket(name)
@@ -252,15 +253,19 @@ func (st *Status) readNumbers(db *bolt.DB, md *mapDropper, keyLimit int) error {
 				crc.Write(v)
 				md.read(len(k) + len(v))
 				if isKey {
-					return st.countKey(keys, k, v)
+					return st.countKey(feed, k, v)
 				}
 				return nil
 			})
 			if err != nil {
+				feed.finish()
 				return err
 			}
 		}
 		md.drop()
+		if err := feed.finish(); err != nil {
+			return err
+		}
 		n, err := keys.count()
 		st.TotalKeys, st.Hash = n, crc.Sum32()
 		return err
@@ -271,7 +276,7 @@ func (st *Status) readNumbers(db *bolt.DB, md *mapDropper, keyLimit int) error {
 // the snapshot's, a tombstone (an 18-byte revision ending in 't') deletes
 // the key. Only the key field of the mvccpb.KeyValue is read, in place:
 // decoding the whole message would copy every value.
-func (st *Status) countKey(keys *keySet, rev, value []byte) error {
+func (st *Status) countKey(keys *keyFeed, rev, value []byte) error {
 	if len(rev) < 17 {
 		return fmt.Errorf("%w: revision key %x is too short", ErrNotSnapshot, rev)
 	}
@@ -280,11 +285,8 @@ func (st *Status) countKey(keys *keySet, rev, value []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: revision %d: %v", ErrNotSnapshot, st.Revision, err)
 	}
-	id := keys.id(key)
-	if len(rev) == 18 && rev[17] == 't' {
-		return keys.del(id)
-	}
-	return keys.put(id)
+	keys.add(len(rev) == 18 && rev[17] == 't', keys.set.id(key))
+	return nil
 }
 
 // kvKey returns field 1 (key) of an encoded mvccpb.KeyValue.
