@@ -111,7 +111,8 @@ func (s *keySet) count() (int, error) {
 	// Every put record may be a distinct key: share them out so that a
 	// pass holds about limit keys at most. Two passes run at a time, one
 	// for each of the two cores this is meant to run well on.
-	passes := uint64(max(1, (s.records+s.limit-1)/max(1, s.limit)))
+	perPass := max(s.limit, 4096) // a tiny limit should not mean a pass per key
+	passes := uint64(max(1, (s.records+perPass-1)/perPass))
 	const workers = 2
 	counts := make([]int, workers)
 	errs := make([]error, workers)

@@ -12,17 +12,13 @@ import (
 // close.
 func TestKeySetCounts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	type op struct {
-		del bool
-		id  [16]byte
-	}
-	var ops []op
+	var ops []keyOp
 	want := map[[16]byte]bool{}
 	for i := 0; i < 20000; i++ {
 		var id [16]byte
 		id[0], id[1] = byte(rng.IntN(256)), byte(rng.IntN(20)) // 5120 distinct keys
 		del := rng.IntN(4) == 0
-		ops = append(ops, op{del, id})
+		ops = append(ops, keyOp{del, id})
 		if del {
 			delete(want, id)
 		} else {
@@ -32,26 +28,21 @@ func TestKeySetCounts(t *testing.T) {
 	tests := []struct {
 		name      string
 		limit     int
+		feed      bool // through a keyFeed, as readNumbers does
 		wantSpill bool
 	}{
-		{"in memory", 1 << 20, false},
-		{"spills at once", 0, true},
-		{"spills midway", 1000, true},
-		{"spills near the end", len(want) - 1, true},
+		{"in memory", 1 << 20, false, false},
+		{"spills at once", 0, false, true},
+		{"spills midway", 1000, false, true},
+		{"spills near the end", len(want) - 1, false, true},
+		{"fed, in memory", 1 << 20, true, false},
+		{"fed, spills midway", 1000, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newKeySet(tt.limit)
-			for _, o := range ops {
-				var err error
-				if o.del {
-					err = s.del(o.id)
-				} else {
-					err = s.put(o.id)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+			if err := replay(s, ops, tt.feed); err != nil {
+				t.Fatal(err)
 			}
 			n, err := s.count()
 			if err != nil || n != len(want) {
@@ -68,4 +59,27 @@ func TestKeySetCounts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// replay applies ops to s directly or through a keyFeed.
+func replay(s *keySet, ops []keyOp, feed bool) error {
+	if feed {
+		f := s.feed()
+		for _, o := range ops {
+			f.add(o.del, o.id)
+		}
+		return f.finish()
+	}
+	for _, o := range ops {
+		var err error
+		if o.del {
+			err = s.del(o.id)
+		} else {
+			err = s.put(o.id)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
