@@ -2,12 +2,15 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
@@ -174,6 +177,14 @@ func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, erro
 		return nil
 	}
 	if _, err := Save(ctx, cli, p.path, p.mode, o.CommandTimeoutDuration(), check); err != nil {
+		// Once data has flowed, the connection and its TLS were fine: a
+		// reset then is the member or the network going away, not the
+		// certificate trouble Describe reads into a reset.
+		var se *StreamError
+		if errors.As(err, &se) && se.Received > 0 {
+			return nil, fmt.Errorf("snapshot of %s to %s: the stream broke after %d bytes (the member stopped or the connection was lost): %s; nothing was kept",
+				src.Endpoint, p.path, se.Received, rpctypes.ErrorDesc(se.Err))
+		}
 		return nil, fmt.Errorf("snapshot of %s to %s: %s", src.Endpoint, p.path, etcdconn.Describe(err))
 	}
 	took := time.Since(start).Seconds()

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -463,9 +464,11 @@ func names(es []os.DirEntry) []string {
 	return out
 }
 
-// TestRealEtcdProcess saves from an etcd server process (plain HTTP on
-// loopback) and checks the file against etcdutl.
-func TestRealEtcdProcess(t *testing.T) {
+// startEtcdProcess runs a one-member etcd server process (plain HTTP on
+// loopback) until the test ends, and returns its client URL, the process
+// and a client.
+func startEtcdProcess(t *testing.T) (string, *exec.Cmd, *clientv3.Client) {
+	t.Helper()
 	ports := freePorts(t, 2)
 	client, peer := "http://127.0.0.1:"+ports[0], "http://127.0.0.1:"+ports[1]
 	data := t.TempDir()
@@ -482,20 +485,26 @@ func TestRealEtcdProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close() })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := cli.Put(ctx, "real/0", "x")
 		cancel()
 		if err == nil {
-			break
+			return client, cmd, cli
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("etcd did not start: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestRealEtcdProcess saves from an etcd server process and checks the
+// file against etcdutl.
+func TestRealEtcdProcess(t *testing.T) {
+	client, _, cli := startEtcdProcess(t)
 	for i := 1; i < 50; i++ {
 		if _, err := cli.Put(context.Background(), fmt.Sprintf("real/%d", i), "x"); err != nil {
 			t.Fatal(err)
@@ -510,6 +519,77 @@ func TestRealEtcdProcess(t *testing.T) {
 	}
 	if r["hash"].(uint32) != want.Hash || r["revision"].(int64) != want.Revision || r["total_keys"].(int) != want.TotalKey || want.TotalKey != 50 {
 		t.Fatalf("module %v/%v/%v, etcdutl %+v", r["hash"], r["revision"], r["total_keys"], want)
+	}
+}
+
+// TestServerKilledMidStream kills the etcd process (SIGKILL) once part of
+// a ~100 MiB snapshot has been written: the save fails, no partial file is
+// left, and the snapshot already there and its latest link are untouched.
+func TestServerKilledMidStream(t *testing.T) {
+	client, cmd, cli := startEtcdProcess(t)
+	value := strings.Repeat("v", 64<<10)
+	var wg sync.WaitGroup
+	errs := make(chan error, 1600)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 1600; i += 8 {
+				if _, err := cli.Put(context.Background(), fmt.Sprintf("big/%04d", i), value); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	args := map[string]any{"endpoints": []string{client}, "path": dir, "latest_link": "snapshot.db", "keep": 1}
+	first := run(t, args)
+	mustSucceed(t, first)
+	before, _ := os.ReadDir(dir)
+
+	// Kill the server as soon as the temporary file holds 4 MiB.
+	killed := make(chan int64, 1)
+	go func() {
+		defer close(killed)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+			parts, _ := filepath.Glob(filepath.Join(dir, ".snapshot_*.part-*"))
+			for _, p := range parts {
+				if st, err := os.Stat(p); err == nil && st.Size() >= 4<<20 {
+					cmd.Process.Signal(syscall.SIGKILL)
+					killed <- st.Size()
+					return
+				}
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	time.Sleep(1100 * time.Millisecond) // a new second: a new file name
+	r := run(t, args)
+	at, ok := <-killed
+	if !ok {
+		t.Fatal("the snapshot stream was never seen in progress")
+	}
+	if r["failed"] != true {
+		t.Fatalf("a save whose server was killed after %d bytes did not fail: %v", at, r)
+	}
+	t.Logf("killed after %d bytes; message: %v", at, r["msg"])
+	if msg := fmt.Sprint(r["msg"]); !strings.Contains(msg, "the stream broke after") || strings.Contains(msg, "TLS") {
+		t.Errorf("the message does not say the stream broke (or blames TLS): %s", msg)
+	}
+	after, _ := os.ReadDir(dir)
+	if fmt.Sprint(names(before)) != fmt.Sprint(names(after)) {
+		t.Fatalf("directory changed by a failed save: before %v, after %v", names(before), names(after))
+	}
+	link, _ := os.Stat(filepath.Join(dir, "snapshot.db"))
+	orig, _ := os.Stat(first["path"].(string))
+	if !os.SameFile(link, orig) {
+		t.Fatal("snapshot.db no longer points at the previous snapshot")
 	}
 }
 

@@ -94,6 +94,18 @@ func (p *progress) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// StreamError is a snapshot stream that broke after Received bytes.
+type StreamError struct {
+	Received int64
+	Err      error
+}
+
+func (e *StreamError) Error() string {
+	return fmt.Sprintf("stream the snapshot: %v (after %d bytes)", e.Err, e.Received)
+}
+
+func (e *StreamError) Unwrap() error { return e.Err }
+
 // Saved is what Save wrote.
 type Saved struct {
 	Size   int64
@@ -221,7 +233,7 @@ func Save(ctx context.Context, cli *clientv3.Client, path string, mode os.FileMo
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause
 		}
-		return Saved{}, fmt.Errorf("stream the snapshot: %w (after %d bytes)", err, n)
+		return Saved{}, &StreamError{Received: n, Err: err}
 	}
 	body, whole, ok := hb.th.sums()
 	if n < sha256.Size+1 || !ok {
