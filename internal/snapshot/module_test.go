@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -276,6 +277,12 @@ func TestStatusOfDamagedFiles(t *testing.T) {
 	flipped := append([]byte{}, good...)
 	flipped[len(flipped)/2] ^= 0xff
 	noTrailer := good[:len(good)-32]
+	// Both bbolt meta pages damaged past their magic and page size: bbolt
+	// cannot open it, but the sha256 says first what happened.
+	headers := append([]byte{}, good...)
+	pageSize := int(binary.LittleEndian.Uint32(headers[16+8:]))
+	headers[16+16] ^= 0xff
+	headers[pageSize+16+16] ^= 0xff
 	cases := []struct {
 		name, want string
 		data       []byte
@@ -285,6 +292,7 @@ func TestStatusOfDamagedFiles(t *testing.T) {
 		{"truncated", "truncated", good[:len(good)/2]},
 		{"truncated-by-a-few-bytes", "truncated", good[:len(good)-5]},
 		{"flipped", "sha256 mismatch", flipped},
+		{"both-headers-damaged", "sha256 mismatch", headers},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -160,17 +160,15 @@ func readStatusKeys(path, wholeSHA256 string, keyLimit int) (Status, error) {
 		return st, st.withDB(path, func(db *bolt.DB, md *mapDropper) error { return st.readNumbers(db, md, keyLimit) })
 	}
 	// bbolt's check runs first, on a cold page cache (see evictCache), and
-	// its verdict waits for the sha256: a file whose trailer does not match
-	// is reported as corrupt, whatever bbolt makes of it.
+	// its verdict (or bbolt's failure to open the file) waits for the
+	// sha256: a file whose trailer does not match is reported as corrupt,
+	// whatever bbolt makes of it.
 	var problems []string
 	evictCache(f)
-	err = st.withDB(path, func(db *bolt.DB, md *mapDropper) error {
+	openErr := st.withDB(path, func(db *bolt.DB, md *mapDropper) error {
 		problems = checkDB(db, md)
 		return nil
 	})
-	if err != nil {
-		return st, err
-	}
 	th := &tailHasher{sum: sha256.New()}
 	if _, err := io.Copy(th, io.NewSectionReader(f, 0, st.Size)); err != nil {
 		return st, fmt.Errorf("read %s: %w", path, err)
@@ -181,6 +179,9 @@ func readStatusKeys(path, wholeSHA256 string, keyLimit int) (Status, error) {
 			ErrCorrupt, st.Size-trailerLen, trailerLen)
 	}
 	st.SHA256 = hex.EncodeToString(whole)
+	if openErr != nil {
+		return st, openErr
+	}
 	if len(problems) > 0 {
 		return st, fmt.Errorf("%w: bbolt consistency check failed: %s", ErrNotSnapshot, strings.Join(problems, "; "))
 	}
@@ -211,20 +212,28 @@ func (st *Status) withDB(path string, f func(*bolt.DB, *mapDropper) error) error
 }
 
 // checkDB runs bbolt's consistency check (what etcdutl runs before it
-// computes its numbers) and returns the first problems it finds.
+// computes its numbers) and returns the first problems it finds, and how
+// many more there were.
 func checkDB(db *bolt.DB, md *mapDropper) []string {
 	var problems []string
+	more := 0
 	db.View(func(tx *bolt.Tx) error {
 		md.during(func() {
+			// Every problem is received: the check's goroutine would
+			// otherwise block for ever on its channel.
 			for err := range tx.Check() {
-				problems = append(problems, err.Error())
-				if len(problems) == 5 {
-					break
+				if len(problems) < 5 {
+					problems = append(problems, err.Error())
+				} else {
+					more++
 				}
 			}
 		})
 		return nil
 	})
+	if more > 0 {
+		problems = append(problems, fmt.Sprintf("and %d more", more))
+	}
 	return problems
 }
 
