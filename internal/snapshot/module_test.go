@@ -408,15 +408,7 @@ func TestConnectionLostMidStream(t *testing.T) {
 		t.Fatalf("a snapshot through a connection cut after 2 MiB did not fail: %v", r)
 	}
 	t.Logf("failure message: %v", r["msg"])
-	after, _ := os.ReadDir(dir)
-	if fmt.Sprint(names(before)) != fmt.Sprint(names(after)) {
-		t.Fatalf("directory changed by a failed save: before %v, after %v", names(before), names(after))
-	}
-	link, _ := os.Stat(filepath.Join(dir, "snapshot.db"))
-	orig, _ := os.Stat(first["path"].(string))
-	if !os.SameFile(link, orig) {
-		t.Fatal("snapshot.db no longer points at the previous snapshot")
-	}
+	mustBeUntouched(t, dir, before, first["path"].(string))
 }
 
 // TestSaveCheckFailsBeforeRename: when the check of the streamed file
@@ -590,12 +582,19 @@ func TestServerKilledMidStream(t *testing.T) {
 	if msg := fmt.Sprint(r["msg"]); !strings.Contains(msg, "the stream broke after") || strings.Contains(msg, "TLS") {
 		t.Errorf("the message does not say the stream broke (or blames TLS): %s", msg)
 	}
+	mustBeUntouched(t, dir, before, first["path"].(string))
+}
+
+// mustBeUntouched checks that a failed save left dir as it was (before)
+// and snapshot.db pointing at the previous snapshot, previous.
+func mustBeUntouched(t *testing.T, dir string, before []os.DirEntry, previous string) {
+	t.Helper()
 	after, _ := os.ReadDir(dir)
 	if fmt.Sprint(names(before)) != fmt.Sprint(names(after)) {
 		t.Fatalf("directory changed by a failed save: before %v, after %v", names(before), names(after))
 	}
 	link, _ := os.Stat(filepath.Join(dir, "snapshot.db"))
-	orig, _ := os.Stat(first["path"].(string))
+	orig, _ := os.Stat(previous)
 	if !os.SameFile(link, orig) {
 		t.Fatal("snapshot.db no longer points at the previous snapshot")
 	}
