@@ -22,9 +22,13 @@ type mapDropper struct {
 const dropBytes = 4 << 20
 
 func newMapDropper(db *bolt.DB, size int64) *mapDropper {
-	d := &mapDropper{addr: db.Info().Data, length: uintptr(size)}
-	syscall.Syscall(syscall.SYS_MADVISE, d.addr, d.length, syscall.MADV_RANDOM)
-	return d
+	return &mapDropper{addr: db.Info().Data, length: uintptr(size)}
+}
+
+// sequential tells the kernel the map will be read in order (bbolt asks
+// for random access), so that faults on pages not cached read ahead.
+func (d *mapDropper) sequential() {
+	syscall.Syscall(syscall.SYS_MADVISE, d.addr, d.length, syscall.MADV_SEQUENTIAL)
 }
 
 // unmap drops every page of the map from this process.

@@ -159,16 +159,9 @@ func readStatusKeys(path, wholeSHA256 string, keyLimit int) (Status, error) {
 		st.SHA256 = wholeSHA256
 		return st, st.withDB(path, func(db *bolt.DB, md *mapDropper) error { return st.readNumbers(db, md, keyLimit) })
 	}
-	// bbolt's check runs first, on a cold page cache (see evictCache), and
-	// its verdict (or bbolt's failure to open the file) waits for the
-	// sha256: a file whose trailer does not match is reported as corrupt,
-	// whatever bbolt makes of it.
-	var problems []string
-	evictCache(f)
-	openErr := st.withDB(path, func(db *bolt.DB, md *mapDropper) error {
-		problems = checkDB(db, md)
-		return nil
-	})
+	// The sha256 first: bbolt is never run on a file whose trailer says it
+	// is damaged (its check can crash on a damaged database, in a goroutine
+	// of its own where nothing can recover).
 	th := &tailHasher{sum: sha256.New()}
 	if _, err := io.Copy(th, io.NewSectionReader(f, 0, st.Size)); err != nil {
 		return st, fmt.Errorf("read %s: %w", path, err)
@@ -179,13 +172,16 @@ func readStatusKeys(path, wholeSHA256 string, keyLimit int) (Status, error) {
 			ErrCorrupt, st.Size-trailerLen, trailerLen)
 	}
 	st.SHA256 = hex.EncodeToString(whole)
-	if openErr != nil {
-		return st, openErr
-	}
-	if len(problems) > 0 {
-		return st, fmt.Errorf("%w: bbolt consistency check failed: %s", ErrNotSnapshot, strings.Join(problems, "; "))
-	}
-	return st, st.withDB(path, func(db *bolt.DB, md *mapDropper) error { return st.readNumbers(db, md, keyLimit) })
+	// Then bbolt's check on a cold page cache (see evictCache), then the
+	// numbers, which read everything: the kernel may read ahead for them.
+	evictCache(f)
+	return st, st.withDB(path, func(db *bolt.DB, md *mapDropper) error {
+		if problems := checkDB(db, md); len(problems) > 0 {
+			return fmt.Errorf("%w: bbolt consistency check failed: %s", ErrNotSnapshot, strings.Join(problems, "; "))
+		}
+		md.sequential()
+		return st.readNumbers(db, md, keyLimit)
+	})
 }
 
 // evictCache writes out and drops the file's pages from the page cache.

@@ -203,14 +203,3 @@ func (s *grpcSource) next(buf []byte) ([]byte, error) {
 	}
 	return buf, err
 }
-
-// readerSource is an io.Reader as a chunkSource.
-type readerSource struct{ r io.Reader }
-
-func (s readerSource) next(buf []byte) ([]byte, error) {
-	if len(buf) == cap(buf) {
-		buf = append(buf, 0)[:len(buf)]
-	}
-	n, err := s.r.Read(buf[len(buf):cap(buf)])
-	return buf[:len(buf)+n], err
-}

@@ -146,3 +146,14 @@ func TestReaderSourceGrowsAFullBuffer(t *testing.T) {
 		t.Fatalf("next = %q, %v", buf, err)
 	}
 }
+
+// readerSource is an io.Reader as a chunkSource, for tests of copyHashed.
+type readerSource struct{ r io.Reader }
+
+func (s readerSource) next(buf []byte) ([]byte, error) {
+	if len(buf) == cap(buf) {
+		buf = append(buf, 0)[:len(buf)]
+	}
+	n, err := s.r.Read(buf[len(buf):cap(buf)])
+	return buf[:len(buf)+n], err
+}
