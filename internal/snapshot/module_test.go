@@ -293,6 +293,9 @@ func TestStatusOfDamagedFiles(t *testing.T) {
 		{"truncated-by-a-few-bytes", "truncated", good[:len(good)-5]},
 		{"flipped", "sha256 mismatch", flipped},
 		{"both-headers-damaged", "sha256 mismatch", headers},
+		// Without a trailer nothing catches the damage before bbolt, whose
+		// check would crash the process on this one.
+		{"no-trailer-bad-bucket-root", "its database is damaged", damageBucketRoot(t, noTrailer, "key")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -316,6 +319,34 @@ func TestStatusOfDamagedFiles(t *testing.T) {
 	if s["hash"] != r["hash"] || s["warnings"] == nil {
 		t.Fatalf("database without trailer: hash %v (want %v), warnings %v", s["hash"], r["hash"], s["warnings"])
 	}
+}
+
+// damageBucketRoot returns a copy of a bbolt database whose root bucket
+// entry for bucket points at a page far beyond the file.
+func damageBucketRoot(t *testing.T, db []byte, bucket string) []byte {
+	t.Helper()
+	d := append([]byte{}, db...)
+	pageSize := int(binary.LittleEndian.Uint32(d[16+8:]))
+	meta := func(page int) (root, txid uint64) {
+		m := d[page*pageSize+16:]
+		return binary.LittleEndian.Uint64(m[16:]), binary.LittleEndian.Uint64(m[48:])
+	}
+	root, txid0 := meta(0)
+	if root1, txid1 := meta(1); txid1 > txid0 {
+		root = root1
+	}
+	page := d[int(root)*pageSize:]
+	count := int(binary.LittleEndian.Uint16(page[10:]))
+	for i := 0; i < count; i++ {
+		elem := page[16+16*i:]
+		pos, ksize := binary.LittleEndian.Uint32(elem[4:]), binary.LittleEndian.Uint32(elem[8:])
+		if string(elem[pos:pos+ksize]) == bucket {
+			binary.LittleEndian.PutUint64(elem[pos+ksize:], 1<<55)
+			return d
+		}
+	}
+	t.Fatalf("no bucket %q in the root page %d", bucket, root)
+	return nil
 }
 
 // cutProxy forwards TCP to target and cuts every connection once limit

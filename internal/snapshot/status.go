@@ -15,6 +15,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -176,6 +177,13 @@ func readStatusKeys(path, wholeSHA256 string, keyLimit int) (Status, error) {
 	// numbers, which read everything: the kernel may read ahead for them.
 	evictCache(f)
 	return st, st.withDB(path, func(db *bolt.DB, md *mapDropper) error {
+		if !st.HasTrailer {
+			// Nothing vouches for these bytes: walk the trees first where
+			// a damaged page's panic can be recovered.
+			if err := walkDB(db, md); err != nil {
+				return err
+			}
+		}
 		if problems := checkDB(db, md); len(problems) > 0 {
 			return fmt.Errorf("%w: bbolt consistency check failed: %s", ErrNotSnapshot, strings.Join(problems, "; "))
 		}
@@ -231,6 +239,40 @@ func checkDB(db *bolt.DB, md *mapDropper) []string {
 		problems = append(problems, fmt.Sprintf("and %d more", more))
 	}
 	return problems
+}
+
+// walkDB visits every key of every bucket through bbolt's cursors, which
+// reads every branch and leaf page that bbolt's check will visit, on this
+// goroutine. bbolt's check cannot be stopped from crashing the process on
+// a damaged database: it first lists the free pages (etcd does not store
+// its freelist) by walking the trees on a goroutine of its own, with no
+// recover. Here the same bad page number or offset panics where it is
+// recovered, or faults where SetPanicOnFault makes that a panic too.
+func walkDB(db *bolt.DB, md *mapDropper) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: its database is damaged (reading its pages failed: %v)", ErrNotSnapshot, r)
+		}
+	}()
+	var walk func(b *bolt.Bucket)
+	walk = func(b *bolt.Bucket) {
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			md.read(len(k) + 64) // the key and its share of its page
+			if v == nil {
+				if child := b.Bucket(k); child != nil {
+					walk(child)
+				}
+			}
+		}
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+			walk(b)
+			return nil
+		})
+	})
 }
 
 // readNumbers computes etcdutl's numbers: the hash, revision, total keys,
