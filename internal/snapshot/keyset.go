@@ -17,9 +17,9 @@ import (
 // a limit; past it the set and every later operation are appended to a
 // temporary file, and the count reads that file back in as many passes as
 // it takes to hold about the limit in memory, each pass taking the keys
-// whose hash falls in its share. So memory stays bounded
-// whatever the number of keys (a 1 GiB database of small keys can hold
-// ten million of them: ~500 MB as a map).
+// whose hash falls in its share. So memory stays bounded whatever the
+// number of keys (a 1 GiB database of small keys can hold ten million of
+// them: ~500 MB as a map).
 type keySet struct {
 	seeds   [2]maphash.Seed // the two halves of a key's hash
 	mem     map[[16]byte]struct{}
@@ -137,7 +137,11 @@ func (s *keySet) count() (int, error) {
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
-	return counts[0] + counts[1], nil
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	return total, nil
 }
 
 // countPass replays the spilled operations on the keys whose hash falls

@@ -105,7 +105,7 @@ func readMeta(f *os.File) (boltMeta, error) {
 // pages it has read from the map as it goes and running the check on a
 // cold page cache, so that its memory does not grow with the file;
 // distinct keys are counted by a 128-bit hash of each, in a set that
-// spills to files when large (keySet).
+// spills to a file when large (keySet).
 func ReadStatus(path string) (Status, error) {
 	return readStatus(path, "")
 }
@@ -120,7 +120,7 @@ func readStatus(path, wholeSHA256 string) (Status, error) {
 }
 
 // readStatusKeys is readStatus with the number of keys counted in memory
-// before the count spills to files.
+// before the count spills to a file.
 func readStatusKeys(path, wholeSHA256 string, keyLimit int) (Status, error) {
 	st := Status{Path: path}
 	f, err := os.Open(path)

@@ -63,7 +63,7 @@ func (c snapshotCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // decode reads a SnapshotResponse from the pieces of one message.
 func (c *snapshotChunk) decode(data mem.BufferSlice) error {
 	c.remaining = 0 // proto3 leaves a zero out
-	r := &pieceReader{pieces: data}
+	r := &pieceReader{pieces: data, left: data.Len()}
 	for !r.done() {
 		tag, err := binary.ReadUvarint(r)
 		if err != nil {
@@ -117,19 +117,9 @@ type pieceReader struct {
 	pieces mem.BufferSlice
 	cur    []byte // rest of pieces[0]
 	left   int    // bytes not yet read, counting cur
-	init   bool
 }
 
-func (r *pieceReader) start() {
-	if !r.init {
-		r.init, r.left = true, r.pieces.Len()
-	}
-}
-
-func (r *pieceReader) done() bool {
-	r.start()
-	return r.left == 0
-}
+func (r *pieceReader) done() bool { return r.left == 0 }
 
 // fill makes cur non-empty unless every byte has been read.
 func (r *pieceReader) fill() {
@@ -139,7 +129,6 @@ func (r *pieceReader) fill() {
 }
 
 func (r *pieceReader) ReadByte() (byte, error) {
-	r.start()
 	r.fill()
 	if len(r.cur) == 0 {
 		return 0, io.ErrUnexpectedEOF
@@ -152,7 +141,6 @@ func (r *pieceReader) ReadByte() (byte, error) {
 // each hands the next n bytes to f, piece by piece; the caller has checked
 // that n bytes are left.
 func (r *pieceReader) each(n int, f func([]byte)) {
-	r.start()
 	for n > 0 {
 		r.fill()
 		p := r.cur[:min(n, len(r.cur))]
@@ -162,7 +150,6 @@ func (r *pieceReader) each(n int, f func([]byte)) {
 }
 
 func (r *pieceReader) skip(n int) error {
-	r.start()
 	if n > r.left {
 		return io.ErrUnexpectedEOF
 	}
