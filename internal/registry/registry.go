@@ -4,6 +4,7 @@
 package registry
 
 import (
+	"github.com/etcdops/etcdops/internal/discover"
 	"github.com/etcdops/etcdops/internal/inventory"
 	"github.com/etcdops/etcdops/internal/member"
 	"github.com/etcdops/etcdops/internal/modrun"
@@ -15,6 +16,7 @@ import (
 func Modules() map[string]modrun.Entry {
 	return map[string]modrun.Entry{
 		"etcd_cert":        {Spec: pki.ModuleSpec, Handler: pki.RunModule},
+		"etcd_facts":       {Spec: discover.ModuleSpec, Handler: discover.RunModule},
 		"etcd_member":      {Spec: member.ModuleSpec, Handler: member.RunModule},
 		"etcd_snapshot":    {Spec: snapshot.ModuleSpec, Handler: snapshot.RunModule},
 		"hosts_group_move": {Spec: inventory.ModuleSpec, Handler: inventory.RunModule},
