@@ -37,13 +37,13 @@ func Local(ctx context.Context, unitName string) (Member, error) {
 	if err != nil {
 		return Member{}, err
 	}
-	return FromUnit(ctx, u)
+	return FromUnit(u)
 }
 
 // FromUnit resolves the settings of the etcd a unit runs: its Environment=,
 // its EnvironmentFiles (read with ini.v1, in systemd's order), its command
-// line and its --config-file.
-func FromUnit(ctx context.Context, u Unit) (Member, error) {
+// line and its --config-file. Version is left for BinaryVersion.
+func FromUnit(u Unit) (Member, error) {
 	if len(u.ExecStart) == 0 {
 		return Member{}, fmt.Errorf("%s has no ExecStart", u.Name)
 	}
@@ -71,10 +71,6 @@ func FromUnit(ctx context.Context, u Unit) (Member, error) {
 	// A relative data dir is relative to the unit's working directory.
 	if !filepath.IsAbs(m.DataDir) && u.WorkingDirectory != "" {
 		m.DataDir = filepath.Join(u.WorkingDirectory, m.DataDir)
-	}
-	m.Version, err = BinaryVersion(ctx, m.Binary)
-	if err != nil {
-		return Member{}, err
 	}
 	m.Layout = LayoutOf(u, m)
 	return m, nil

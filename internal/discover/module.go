@@ -69,6 +69,9 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find out how etcd runs here: %w", err)
 	}
+	if mem.Version, err = BinaryVersion(ctx, mem.Binary); err != nil {
+		return nil, fmt.Errorf("find out which etcd runs here: %w", err)
+	}
 	f := Facts{Found: true, Member: mem, ClientEndpoints: mem.ClientEndpoints()}
 	if o.Connect && mem.Unit.ActiveState != "inactive" && mem.Unit.ActiveState != "failed" {
 		co := mem.ConnOptions()

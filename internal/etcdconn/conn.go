@@ -33,13 +33,10 @@ type Options struct {
 	CommandTimeout float64  `json:"command_timeout"`
 }
 
-// DefaultEndpoint is where a module run on an etcd member finds it.
-const DefaultEndpoint = "https://127.0.0.1:2379"
-
 // SpecOptions declares the connection options, for a module's modrun.Spec.
 func SpecOptions() []modrun.Option {
 	return []modrun.Option{
-		{Name: "endpoints", Type: modrun.TypeList, Elements: modrun.TypeStr, Default: []any{DefaultEndpoint}},
+		{Name: "endpoints", Type: modrun.TypeList, Elements: modrun.TypeStr},
 		{Name: "ca_cert", Type: modrun.TypePath},
 		{Name: "client_cert", Type: modrun.TypePath},
 		{Name: "client_key", Type: modrun.TypePath},

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcdops/etcdops/internal/discover"
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
 )
@@ -103,6 +104,9 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 	}
 	r, err := o.request()
 	if err != nil {
+		return nil, err
+	}
+	if err := discover.FillConn(ctx, &o.Options); err != nil {
 		return nil, err
 	}
 	if err := o.Options.Validate(); err != nil {

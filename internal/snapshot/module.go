@@ -12,6 +12,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/etcdops/etcdops/internal/discover"
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
 )
@@ -135,6 +136,9 @@ func chooseEndpoint(ctx context.Context, o etcdconn.Options) (etcdconn.EndpointS
 }
 
 func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, error) {
+	if err := discover.FillConn(ctx, &o.Options); err != nil {
+		return nil, err
+	}
 	if err := o.Options.Validate(); err != nil {
 		return nil, err
 	}
