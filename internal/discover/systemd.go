@@ -27,6 +27,9 @@ type Unit struct {
 	ExecStart        []string  `json:"exec_start"` // argv; [0] is the binary
 	Environment      []string  `json:"environment"`
 	EnvironmentFiles []EnvFile `json:"environment_files"`
+	// Text is the unit file itself (FragmentPath), which a new member's
+	// unit is made from.
+	Text string `json:"text"`
 	// Via says how the unit was read: "dbus", or "unit-file" where no bus
 	// answered (then drop-ins and the run state are not known).
 	Via string `json:"via"`
@@ -63,6 +66,13 @@ func ReadUnit(ctx context.Context, name string) (Unit, error) {
 		ActiveState: str(props["ActiveState"]), SubState: str(props["SubState"])}
 	if u.LoadState == "not-found" {
 		return u, fmt.Errorf("%s: %w", name, ErrNoUnit)
+	}
+	if u.FragmentPath != "" {
+		data, err := os.ReadFile(u.FragmentPath)
+		if err != nil {
+			return Unit{}, fmt.Errorf("read %s's unit file: %w", name, err)
+		}
+		u.Text = string(data)
 	}
 	sp, err := conn.GetUnitTypePropertiesContext(ctx, name, "Service")
 	if err != nil {
@@ -111,7 +121,7 @@ func readUnitFile(name string) (Unit, error) {
 		if err != nil {
 			return Unit{}, fmt.Errorf("%s: %w", path, err)
 		}
-		u.Name, u.FragmentPath, u.Via, u.LoadState = name, path, "unit-file", "loaded"
+		u.Name, u.FragmentPath, u.Via, u.LoadState, u.Text = name, path, "unit-file", "loaded", string(data)
 		return u, nil
 	}
 	return Unit{}, fmt.Errorf("%s: %w", name, ErrNoUnit)

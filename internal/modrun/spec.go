@@ -26,6 +26,7 @@ const (
 	TypeList  Type = "list"
 	TypePath  Type = "path"
 	TypeRaw   Type = "raw"
+	TypeDict  Type = "dict"
 )
 
 // Option declares one task option.
@@ -350,6 +351,19 @@ func convert(t, elements Type, v any) (any, error) {
 		return out, nil
 	case TypeRaw:
 		return v, nil
+	case TypeDict:
+		// As Ansible's check_type_dict: a mapping, or a JSON object in a string.
+		switch x := v.(type) {
+		case map[string]any:
+			return x, nil
+		case string:
+			var m map[string]any
+			if err := json.Unmarshal([]byte(x), &m); err != nil || m == nil {
+				return nil, fmt.Errorf("%q is not a dictionary (a mapping or a JSON object)", x)
+			}
+			return m, nil
+		}
+		return nil, fmt.Errorf("%s cannot be converted to a dictionary", describe(v))
 	}
 	return nil, fmt.Errorf("unknown option type %q", t)
 }

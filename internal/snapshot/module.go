@@ -136,14 +136,14 @@ func chooseEndpoint(ctx context.Context, o etcdconn.Options) (etcdconn.EndpointS
 }
 
 func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, error) {
+	p, err := o.plan(time.Now())
+	if err != nil {
+		return nil, err
+	}
 	if err := discover.FillConn(ctx, &o.Options); err != nil {
 		return nil, err
 	}
 	if err := o.Options.Validate(); err != nil {
-		return nil, err
-	}
-	p, err := o.plan(time.Now())
-	if err != nil {
 		return nil, err
 	}
 	src, err := chooseEndpoint(ctx, o.Options)
