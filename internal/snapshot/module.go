@@ -55,6 +55,17 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 		res := statusResult(st)
 		res["changed"] = false
 		res["msg"] = fmt.Sprintf("%s: revision %d, %d keys, hash %d", st.Path, st.Revision, st.TotalKeys, st.Hash)
+		if o.LatestLink != "" || o.Keep != nil {
+			r, err := rotate(o.Path, o.LatestLink, o.Keep, m.Meta.CheckMode)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", o.Path, err)
+			}
+			res["changed"] = r.linked || len(r.removed) > 0
+			res["removed"] = r.removed
+			if r.link != "" {
+				res["latest_link"] = r.link
+			}
+		}
 		return res, nil
 	}
 	return save(ctx, m, o)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/etcdops/etcdops/internal/fsutil"
@@ -56,7 +57,8 @@ func Prunable(dir string, keep int, keepPath string) ([]string, error) {
 	return out, nil
 }
 
-// Prune deletes what Prunable lists and returns it.
+// Prune deletes what Prunable lists, each with its companions (files of
+// the same stem, like snapshot_<ts>.hosts), and returns the snapshots.
 func Prune(dir string, keep int, keepPath string) ([]string, error) {
 	victims, err := Prunable(dir, keep, keepPath)
 	if err != nil {
@@ -68,6 +70,15 @@ func Prune(dir string, keep int, keepPath string) ([]string, error) {
 			return removed, fmt.Errorf("prune %s: %w", p, err)
 		}
 		removed = append(removed, p)
+		// Its companions: files of the same stem (snapshot_<ts>.hosts).
+		others, _ := filepath.Glob(strings.TrimSuffix(p, ".db") + ".*")
+		for _, o := range others {
+			if info, err := os.Lstat(o); err == nil && info.Mode().IsRegular() {
+				if err := os.Remove(o); err != nil {
+					return removed, fmt.Errorf("prune %s: %w", o, err)
+				}
+			}
+		}
 	}
 	if len(removed) > 0 {
 		return removed, fsutil.SyncDir(dir)
