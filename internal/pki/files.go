@@ -143,22 +143,6 @@ func (s Store) Ensure(name string, a Authority, req Request, renewBefore time.Du
 	return out, s.write(certPath, keyPath, p)
 }
 
-// CheckOwned fails with *ForeignError when the certificate file of name
-// holds a certificate this package did not issue, which Ensure would refuse
-// to replace; a file that is not there or not a certificate is no obstacle.
-func (s Store) CheckOwned(name string) error {
-	certPath, _ := s.Paths(name)
-	data, err := os.ReadFile(certPath)
-	if err != nil {
-		return nil
-	}
-	cert, err := parseCertificate(data)
-	if err != nil {
-		return nil
-	}
-	return owned(certPath, cert)
-}
-
 func owned(path string, cert *x509.Certificate) error {
 	if !slices.Contains(cert.Subject.Organization, organization) {
 		return &ForeignError{Path: path, Subject: cert.Subject.String()}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/etcdops/etcdops/internal/modrun"
@@ -112,56 +113,67 @@ func checkName(name string) error {
 	return nil
 }
 
+// runPresent first plans the whole run without writing anything (which is
+// all check mode does), so that a refusal or an up-to-date certificate
+// leaves the directory untouched, not even a lock file in it; only when
+// something is to be written does it take the lock and run again, reading
+// everything afresh under it.
 func runPresent(m *modrun.Module, o options) (modrun.Result, error) {
 	req, err := o.request()
 	if err != nil {
 		return nil, err
 	}
-	check := m.Meta.CheckMode
+	res, warnings, err := present(o, req, true)
+	if err == nil && res["changed"] == true && !m.Meta.CheckMode {
+		var unlock func()
+		if unlock, err = (Store{Dir: o.Path}).Lock(); err != nil {
+			return nil, err
+		}
+		defer unlock()
+		res, warnings, err = present(o, req, false)
+	}
+	for _, w := range warnings {
+		m.Warn("%s", w)
+	}
+	if err == nil && m.Meta.CheckMode && res["changed"] == true {
+		res["msg"] = "would have " + res["msg"].(string)
+	}
+	return res, err
+}
+
+// present makes sure of the CA and of the certificate o.Name, writing
+// nothing when dryRun.
+func present(o options, req Request, dryRun bool) (modrun.Result, []string, error) {
 	renewBefore := time.Duration(o.RenewBeforeDays) * day
 	store := Store{Dir: o.Path}
 	external := o.CACert != ""
 	var auth Authority
+	var warnings []string
+	res := modrun.Result{}
+	var changes []string
+	var diffs []any
 	if external {
-		// Everything about the CA is checked before anything is written.
-		if auth, err = LoadCA(o.CACert, o.CAKey); err != nil {
-			return nil, caError(err, o)
+		a, err := LoadCA(o.CACert, o.CAKey)
+		if err != nil {
+			return nil, nil, caError(err, o)
 		}
+		auth = a
 		if o.Name != "" {
 			cert, key := store.Paths(o.Name)
 			for _, target := range []string{cert, key} {
 				for _, caFile := range []string{o.CACert, o.CAKey} {
 					if sameFile(target, caFile) {
-						return nil, fmt.Errorf("name %s would write %s, which is the CA's file %s; choose another name", o.Name, target, caFile)
+						return nil, nil, fmt.Errorf("name %s would write %s, which is the CA's file %s; choose another name", o.Name, target, caFile)
 					}
 				}
 			}
 		}
-	}
-	if o.Name != "" {
-		// Checked again under the lock; here so that a refusal writes
-		// nothing, not even the lock file.
-		if err := store.CheckOwned(o.Name); err != nil {
-			return nil, foreignError(err)
-		}
-	}
-	if !check {
-		unlock, err := store.Lock()
-		if err != nil {
-			return nil, err
-		}
-		defer unlock()
-	}
-	res := modrun.Result{}
-	var changes []string
-	var diffs []any
-	if external {
 		res["ca_cert"] = o.CACert
 	} else {
 		// The CA lives 10 years more than any leaf it signs would need.
-		out, a, err := store.EnsureCA(o.CACommonName, req.Validity+3650*day, check)
+		out, a, err := store.EnsureCA(o.CACommonName, req.Validity+3650*day, dryRun)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		auth = a
 		res["ca_cert"] = out.Cert
@@ -171,20 +183,20 @@ func runPresent(m *modrun.Module, o options) (modrun.Result, error) {
 		}
 	}
 	if time.Until(auth.Cert.NotAfter) < renewBefore {
-		m.Warn("the CA %s ends on %s, in less than renew_before_days: the certificates it issues end with it",
-			auth.Cert.Subject, auth.Cert.NotAfter.UTC().Format(time.RFC3339))
+		warnings = append(warnings, fmt.Sprintf("the CA %s ends on %s, in less than renew_before_days: the certificates it issues end with it",
+			auth.Cert.Subject, auth.Cert.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	if o.Name != "" {
-		out, err := store.Ensure(o.Name, auth, req, renewBefore, check)
-		res["cert"], res["key"] = out.Cert, out.Key
+		out, err := store.Ensure(o.Name, auth, req, renewBefore, dryRun)
 		var foreign *ForeignError
 		if errors.As(err, &foreign) {
-			return res, foreignError(err)
+			return nil, nil, fmt.Errorf("%w: choose another name (a certificate the cluster already uses, such as kubeasz's shared etcd.pem, must stay as it is)", err)
 		}
 		if err != nil {
-			return res, fmt.Errorf("certificate %s: %w", o.Name, err)
+			return nil, nil, fmt.Errorf("certificate %s: %w", o.Name, err)
 		}
 		after := out.After
+		res["cert"], res["key"] = out.Cert, out.Key
 		res["not_after"] = after.NotAfter.Format(time.RFC3339)
 		res["ip_addresses"] = after.IPs
 		res["dns_names"] = after.DNSNames
@@ -198,13 +210,10 @@ func runPresent(m *modrun.Module, o options) (modrun.Result, error) {
 		diffs = append(diffs, diff(out))
 	}
 	res["changed"] = len(changes) > 0
-	switch {
-	case len(changes) == 0:
+	if len(changes) == 0 {
 		res["msg"] = "the certificate is up to date"
-	case check:
-		res["msg"] = "would have " + join(changes)
-	default:
-		res["msg"] = join(changes)
+	} else {
+		res["msg"] = strings.Join(changes, "; ")
 	}
 	switch len(diffs) {
 	case 0:
@@ -213,11 +222,7 @@ func runPresent(m *modrun.Module, o options) (modrun.Result, error) {
 	default:
 		res["diff"] = diffs
 	}
-	return res, nil
-}
-
-func foreignError(err error) error {
-	return fmt.Errorf("%w: choose another name (a certificate the cluster already uses, such as kubeasz's shared etcd.pem, must stay as it is)", err)
+	return res, warnings, nil
 }
 
 // caError describes, for the operator, why the cluster's CA cannot be used.
@@ -260,13 +265,6 @@ func diff(out Outcome) map[string]any {
 	}
 	return map[string]any{"before_header": out.Cert, "after_header": out.Cert,
 		"before": before, "after": out.After.Text()}
-}
-
-func join(s []string) string {
-	if len(s) == 1 {
-		return s[0]
-	}
-	return s[0] + "; " + join(s[1:])
 }
 
 // runInfo reports on one certificate and changes nothing.

@@ -126,7 +126,7 @@ func verifyBoth(t testing.TB, cert, ca *x509.Certificate) {
 // module's life with the cluster's own CA, for each kind of CA key, in the
 // CA's own directory as on a kubeasz deploy node.
 func TestModuleWithExistingCA(t *testing.T) {
-	for _, kind := range []string{"rsa-pkcs1", "ecdsa-sec1", "ed25519-pkcs8"} {
+	for _, kind := range caKinds {
 		t.Run(kind, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "clusters", "k8s-01", "ssl")
 			caCert, caKey := writeCA(t, dir, makeCA(t, kind, nil))
