@@ -210,9 +210,12 @@ func present(o options, req Request, dryRun bool) (modrun.Result, []string, erro
 		diffs = append(diffs, diff(out))
 	}
 	res["changed"] = len(changes) > 0
-	if len(changes) == 0 {
+	switch {
+	case len(changes) == 0 && o.Name == "":
+		res["msg"] = "the CA can issue certificates"
+	case len(changes) == 0:
 		res["msg"] = "the certificate is up to date"
-	} else {
+	default:
 		res["msg"] = strings.Join(changes, "; ")
 	}
 	switch len(diffs) {

@@ -156,7 +156,9 @@ func TestModuleOwnCA(t *testing.T) {
 		{"a longer life renews when expiry is near", args(map[string]any{"validity_days": 100, "renew_before_days": 20}), true, "expires soon"},
 		{"and then not", args(map[string]any{"validity_days": 100, "renew_before_days": 20}), false, "up to date"},
 		{"common name change reissues", args(map[string]any{"common_name": "other"}), true, "common name differs"},
-		{"the CA only", map[string]any{"path": dir}, false, "up to date"},
+		{"the CA only", map[string]any{"path": dir}, false, "the CA can issue certificates"},
+		{"the CA only, given as the existing CA", map[string]any{"path": dir, "ca_cert": filepath.Join(dir, "ca.pem"),
+			"ca_key": filepath.Join(dir, "ca-key.pem")}, false, "the CA can issue certificates"},
 	}
 	var caPEM []byte
 	for _, st := range steps {
