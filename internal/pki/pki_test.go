@@ -143,15 +143,16 @@ func TestModuleWithExistingCA(t *testing.T) {
 				changed   bool
 				newSerial bool // the certificate on disk is a new one
 				before    func()
+				msg       string
 			}{
 				{name: "check mode predicts and writes nothing", args: checkMode(args("10.0.0.4", "127.0.0.1")), changed: true},
 				{name: "issue", args: args("10.0.0.4", "127.0.0.1"), changed: true, newSerial: true},
 				{name: "second run changes nothing", args: args("10.0.0.4", "127.0.0.1")},
 				{name: "SANs in another order are the same", args: args("127.0.0.1", "10.0.0.4")},
 				{name: "SAN change in check mode writes nothing", args: checkMode(args("10.0.0.5", "127.0.0.1")), changed: true},
-				{name: "SAN change reissues", args: args("10.0.0.5", "127.0.0.1"), changed: true, newSerial: true},
+				{name: "SAN change reissues", args: args("10.0.0.5", "127.0.0.1"), changed: true, newSerial: true, msg: "(IP addresses differ)"},
 				{name: "CA change reissues", args: args("10.0.0.5", "127.0.0.1"), changed: true, newSerial: true,
-					before: func() { writeCA(t, dir, makeCA(t, kind, nil)) }},
+					before: func() { writeCA(t, dir, makeCA(t, kind, nil)) }, msg: "(not issued by this CA)"},
 				{name: "and then changes nothing", args: args("10.0.0.5", "127.0.0.1")},
 			}
 			for _, st := range steps {
@@ -170,6 +171,9 @@ func TestModuleWithExistingCA(t *testing.T) {
 				}
 				if res["changed"] != st.changed {
 					t.Fatalf("%s: changed=%v (%v), want %v", st.name, res["changed"], res["msg"], st.changed)
+				}
+				if !strings.Contains(res["msg"].(string), st.msg) {
+					t.Fatalf("%s: msg %q, want %q", st.name, res["msg"], st.msg)
 				}
 				if st.args["_ansible_check_mode"] == true {
 					if now := tree(t, dir); len(now) != len(prev) {
