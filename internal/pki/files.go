@@ -1,23 +1,25 @@
 package pki
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/etcdops/etcdops/internal/fsutil"
 )
 
-// Store is a directory holding a CA (ca.pem, ca-key.pem) and the
-// certificates it issued (NAME.pem, NAME-key.pem). Keys are 0600, the
-// directory 0700.
+// Store is a directory of certificates (NAME.pem, NAME-key.pem) and, when
+// this package keeps the cluster's CA itself, of that CA (ca.pem,
+// ca-key.pem). Keys are 0600; a directory Store creates is 0700.
 type Store struct{ Dir string }
 
-// CAPaths are the CA's certificate and key files.
+// CAPaths are the files of the CA that Store keeps itself.
 func (s Store) CAPaths() (cert, key string) {
 	return filepath.Join(s.Dir, "ca.pem"), filepath.Join(s.Dir, "ca-key.pem")
 }
@@ -33,69 +35,119 @@ type Outcome struct {
 	Reason  string // why it (re)issued, empty when unchanged
 	Cert    string
 	Key     string
+	// Before is the certificate that was there, nil when there was none
+	// (or it could not be read).
+	Before *CertInfo
+	// After is the certificate there now; in check mode, the one that would
+	// be (with no serial when it would be new).
+	After CertInfo
 }
 
-// EnsureCA makes the CA unless a valid one is there. An existing CA is never
-// replaced: every certificate of the cluster hangs on it.
-func (s Store) EnsureCA(commonName string, validity time.Duration, check bool) (Outcome, error) {
+// ForeignError refuses to replace a certificate this package did not issue.
+type ForeignError struct{ Path, Subject string }
+
+func (e *ForeignError) Error() string {
+	return fmt.Sprintf("%s exists and was not issued by etcd_cert (subject %s); it is not replaced", e.Path, e.Subject)
+}
+
+// EnsureCA makes the store's own CA unless a valid one is there, and
+// returns it. An existing CA is never replaced: every certificate of the
+// cluster hangs on it. In check mode a CA that would be created is made in
+// memory only, so that what it would sign can be predicted.
+func (s Store) EnsureCA(commonName string, validity time.Duration, check bool) (Outcome, Authority, error) {
 	certPath, keyPath := s.CAPaths()
 	out := Outcome{Cert: certPath, Key: keyPath}
-	ca, err := readPair(certPath, keyPath)
+	certPEM, certErr := os.ReadFile(certPath)
+	keyPEM, keyErr := os.ReadFile(keyPath)
 	switch {
-	case err == nil:
-		if _, err := ca.CA(); err != nil {
-			return out, fmt.Errorf("existing CA in %s is unusable (%v); move it aside to create a new one", s.Dir, err)
+	case certErr == nil && keyErr == nil:
+		a, err := ParseCA(Pair{CertPEM: certPEM, KeyPEM: keyPEM})
+		if err != nil {
+			return out, Authority{}, fmt.Errorf("the CA in %s is unusable (%w); move it aside to create a new one", s.Dir, err)
 		}
-		return out, nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return out, err
+		out.After = Describe(a.Cert)
+		out.Before = &out.After
+		return out, a, nil
+	case certErr == nil && errors.Is(keyErr, fs.ErrNotExist):
+		return out, Authority{}, fmt.Errorf("the CA in %s is incomplete: %s is missing; restore it, or move %s aside to create a new CA", s.Dir, keyPath, certPath)
+	case keyErr == nil && errors.Is(certErr, fs.ErrNotExist):
+		return out, Authority{}, fmt.Errorf("the CA in %s is incomplete: %s is missing; restore it, or move %s aside to create a new CA", s.Dir, certPath, keyPath)
+	case !errors.Is(certErr, fs.ErrNotExist):
+		return out, Authority{}, fmt.Errorf("read %s: %w", certPath, certErr)
+	case !errors.Is(keyErr, fs.ErrNotExist):
+		return out, Authority{}, fmt.Errorf("read %s: %w", keyPath, keyErr)
 	}
 	out.Changed, out.Reason = true, "no CA yet"
-	if check {
-		return out, nil
-	}
-	ca, err = NewCA(commonName, validity)
+	p, err := NewCA(commonName, validity)
 	if err != nil {
-		return out, err
+		return out, Authority{}, err
 	}
-	if err := s.write(certPath, keyPath, ca); err != nil {
-		return out, err
+	a, err := ParseCA(p)
+	if err != nil {
+		return out, Authority{}, err
 	}
-	return out, nil
+	out.After = Describe(a.Cert)
+	if check {
+		out.After.Serial = ""
+		return out, a, nil
+	}
+	return out, a, s.write(certPath, keyPath, p)
 }
 
-// Ensure issues the certificate name for req unless the one in the store
-// already matches it (same CA, names, addresses, usage, and at least
-// renewBefore of validity left).
-func (s Store) Ensure(name string, req Request, renewBefore time.Duration, check bool) (Outcome, error) {
+// Ensure issues the certificate name for req, signed by a, unless the one in
+// the store already matches it (same CA, names, addresses, usage, and at
+// least renewBefore of validity left). A certificate there that this
+// package did not issue is never replaced (*ForeignError).
+func (s Store) Ensure(name string, a Authority, req Request, renewBefore time.Duration, check bool) (Outcome, error) {
 	certPath, keyPath := s.Paths(name)
 	out := Outcome{Cert: certPath, Key: keyPath}
-	ca, err := readPair(s.CAPaths())
-	if err != nil {
-		return out, fmt.Errorf("CA: %w", err)
+	certPEM, certErr := os.ReadFile(certPath)
+	if certErr != nil && !errors.Is(certErr, fs.ErrNotExist) {
+		return out, fmt.Errorf("read %s: %w", certPath, certErr)
 	}
-	cur, err := readPair(certPath, keyPath)
+	if certErr == nil {
+		if cur, err := parseCertificate(certPEM); err == nil {
+			if err := owned(certPath, cur); err != nil {
+				return out, err
+			}
+			info := Describe(cur)
+			out.Before = &info
+		}
+	}
+	keyPEM, keyErr := os.ReadFile(keyPath)
+	if keyErr != nil && !errors.Is(keyErr, fs.ErrNotExist) {
+		return out, fmt.Errorf("read %s: %w", keyPath, keyErr)
+	}
 	switch {
-	case err == nil:
-		ok, why := Matches(cur, ca, req, renewBefore)
+	case certErr != nil:
+		out.Reason = "no certificate yet"
+	case keyErr != nil:
+		out.Reason = "its key is missing"
+	default:
+		ok, why := Matches(Pair{CertPEM: certPEM, KeyPEM: keyPEM}, a, req, renewBefore)
 		if ok {
+			out.After = *out.Before
 			return out, nil
 		}
 		out.Reason = why
-	case errors.Is(err, fs.ErrNotExist):
-		out.Reason = "no certificate yet"
-	default:
-		out.Reason = err.Error()
 	}
-	out.Changed = true
-	if check {
-		return out, nil
-	}
-	p, err := Issue(ca, req)
+	p, cert, err := a.Issue(req)
 	if err != nil {
 		return out, err
 	}
+	out.Changed, out.After = true, Describe(cert)
+	if check {
+		out.After.Serial = ""
+		return out, nil
+	}
 	return out, s.write(certPath, keyPath, p)
+}
+
+func owned(path string, cert *x509.Certificate) error {
+	if !slices.Contains(cert.Subject.Organization, organization) {
+		return &ForeignError{Path: path, Subject: cert.Subject.String()}
+	}
+	return nil
 }
 
 func (s Store) write(certPath, keyPath string, p Pair) error {
@@ -107,18 +159,6 @@ func (s Store) write(certPath, keyPath string, p Pair) error {
 		return err
 	}
 	return fsutil.WriteFile(certPath, p.CertPEM, 0o644)
-}
-
-func readPair(certPath, keyPath string) (Pair, error) {
-	c, err := os.ReadFile(certPath)
-	if err != nil {
-		return Pair{}, err
-	}
-	k, err := os.ReadFile(keyPath)
-	if err != nil {
-		return Pair{}, err
-	}
-	return Pair{CertPEM: c, KeyPEM: k}, nil
 }
 
 // Lock takes an exclusive lock on the store, so that parallel runs (one per

@@ -1,11 +1,13 @@
-// Package pki issues the certificates an etcd cluster runs with: one cluster
-// CA, a certificate per member (server and peer use, the member's name and
-// IPs in its SANs) and client certificates. Keys are ECDSA P-256, which
-// every etcd release since 3.0 accepts and which are cheap to generate.
+// Package pki issues the certificates an etcd cluster runs with: a
+// certificate per member (server and peer use, the member's name and IPs in
+// its SANs) and client certificates, signed either by a cluster CA this
+// package creates or by a CA the cluster already has (kubeasz's cfssl CA:
+// RSA, or ECDSA, or Ed25519). Issued keys are ECDSA P-256, which every etcd
+// release since 3.0 accepts and which are cheap to generate.
 package pki
 
 import (
-	"crypto"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,6 +18,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"slices"
 	"sort"
 	"time"
 )
@@ -33,6 +36,21 @@ const (
 	UsageClient Usage = "client"
 )
 
+// extKeyUsages are the extended key usages a certificate of usage u has.
+func (u Usage) extKeyUsages() ([]x509.ExtKeyUsage, error) {
+	switch u {
+	case UsageMember:
+		return []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, nil
+	case UsageClient:
+		return []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil
+	}
+	return nil, fmt.Errorf("unknown certificate usage %q", u)
+}
+
+// organization marks the certificates this package issues, so that it never
+// replaces one it did not make (kubeasz's shared etcd.pem, say).
+const organization = "etcdops"
+
 // Request describes a leaf certificate.
 type Request struct {
 	CommonName string
@@ -48,7 +66,7 @@ type Pair struct {
 	KeyPEM  []byte
 }
 
-// NewCA creates a self-signed CA.
+// NewCA creates a self-signed ECDSA P-256 CA.
 func NewCA(commonName string, validity time.Duration) (Pair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -61,7 +79,7 @@ func NewCA(commonName string, validity time.Duration) (Pair, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"etcdops"}},
+		Subject:               pkix.Name{CommonName: commonName, Organization: []string{organization}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
@@ -77,70 +95,108 @@ func NewCA(commonName string, validity time.Duration) (Pair, error) {
 
 // Issue signs a leaf certificate for req with the CA.
 func Issue(ca Pair, req Request) (Pair, error) {
-	caCert, caKey, err := ca.parse()
-	if err != nil {
-		return Pair{}, fmt.Errorf("CA: %w", err)
-	}
-	if req.CommonName == "" {
-		return Pair{}, errors.New("certificate request has no common name")
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return Pair{}, fmt.Errorf("generate key: %w", err)
-	}
-	serial, err := newSerial()
+	a, err := ParseCA(ca)
 	if err != nil {
 		return Pair{}, err
 	}
+	p, _, err := a.Issue(req)
+	return p, err
+}
+
+// Issue signs a leaf certificate for req, with a new ECDSA P-256 key. The
+// certificate never outlives the CA, and it is verified against the CA for
+// each of its usages before it is returned.
+func (a Authority) Issue(req Request) (Pair, *x509.Certificate, error) {
+	if req.CommonName == "" {
+		return Pair{}, nil, errors.New("certificate request has no common name")
+	}
+	ekus, err := req.Usage.extKeyUsages()
+	if err != nil {
+		return Pair{}, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Pair{}, nil, fmt.Errorf("generate key: %w", err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return Pair{}, nil, err
+	}
 	now := time.Now()
-	notAfter := now.Add(req.Validity)
-	if notAfter.After(caCert.NotAfter) {
-		notAfter = caCert.NotAfter
+	notBefore, notAfter := now.Add(-time.Hour), now.Add(req.Validity)
+	if notBefore.Before(a.Cert.NotBefore) {
+		notBefore = a.Cert.NotBefore
+	}
+	if notAfter.After(a.Cert.NotAfter) {
+		notAfter = a.Cert.NotAfter
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: req.CommonName, Organization: []string{"etcdops"}},
-		NotBefore:    now.Add(-time.Hour),
+		Subject:      pkix.Name{CommonName: req.CommonName, Organization: []string{organization}},
+		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  ekus,
 		DNSNames:     req.DNSNames,
 		IPAddresses:  req.IPs,
 	}
-	switch req.Usage {
-	case UsageMember:
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	case UsageClient:
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	default:
-		return Pair{}, fmt.Errorf("unknown certificate usage %q", req.Usage)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, &key.PublicKey, a.Signer)
 	if err != nil {
-		return Pair{}, fmt.Errorf("sign certificate for %s: %w", req.CommonName, err)
+		return Pair{}, nil, fmt.Errorf("sign certificate for %s: %w", req.CommonName, err)
 	}
-	return encode(der, key)
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return Pair{}, nil, fmt.Errorf("parse the issued certificate: %w", err)
+	}
+	if err := a.Verify(cert, ekus...); err != nil {
+		return Pair{}, nil, fmt.Errorf("the certificate issued for %s does not verify against its CA: %w", req.CommonName, err)
+	}
+	p, err := encode(der, key)
+	return p, cert, err
 }
 
-// Matches reports whether the certificate in p was issued by ca for req
-// (same common name, usage and SANs) and stays valid for at least
-// minRemaining. It is how callers decide that nothing needs reissuing.
-func Matches(p, ca Pair, req Request, minRemaining time.Duration) (bool, string) {
-	cert, key, err := p.parse()
-	if err != nil {
-		return false, fmt.Sprintf("unreadable: %v", err)
+// Verify checks that cert chains to the CA for every one of usages (any
+// usage when none is given), as a TLS peer would check it now.
+func (a Authority) Verify(cert *x509.Certificate, usages ...x509.ExtKeyUsage) error {
+	return verify(cert, a.Cert, usages...)
+}
+
+func verify(cert, ca *x509.Certificate, usages ...x509.ExtKeyUsage) error {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	if len(usages) == 0 {
+		usages = []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
 	}
-	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
-	if !ok || !pub.Equal(key.Public()) {
+	for _, u := range usages {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{u}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Matches reports whether the certificate in p was issued by a for req (same
+// common name, usage and SANs) and, unless the CA itself ends sooner, stays
+// valid for at least minRemaining. It is how callers decide that nothing
+// needs reissuing; the reason says why not.
+func Matches(p Pair, a Authority, req Request, minRemaining time.Duration) (bool, string) {
+	cert, err := parseCertificate(p.CertPEM)
+	if err != nil {
+		return false, fmt.Sprintf("certificate unreadable: %v", err)
+	}
+	key, err := parsePrivateKey(p.KeyPEM)
+	if err != nil {
+		return false, fmt.Sprintf("key unreadable: %v", err)
+	}
+	if !samePublicKey(key.Public(), cert.PublicKey) {
 		return false, "key does not match certificate"
 	}
-	caCert, _, err := ca.parse()
-	if err != nil {
-		return false, fmt.Sprintf("CA unreadable: %v", err)
+	if !bytes.Equal(cert.RawIssuer, a.Cert.RawSubject) || cert.CheckSignatureFrom(a.Cert) != nil {
+		return false, "not issued by this CA"
 	}
-	if err := cert.CheckSignatureFrom(caCert); err != nil {
-		return false, "not signed by this CA"
-	}
-	if time.Until(cert.NotAfter) < minRemaining {
+	// A certificate capped at the CA's end cannot be renewed into a longer
+	// one: reissuing it on every run would change nothing.
+	if time.Until(cert.NotAfter) < minRemaining && cert.NotAfter.Before(a.Cert.NotAfter) {
 		return false, "expires soon"
 	}
 	if cert.Subject.CommonName != req.CommonName {
@@ -149,76 +205,34 @@ func Matches(p, ca Pair, req Request, minRemaining time.Duration) (bool, string)
 	if !sameStrings(cert.DNSNames, req.DNSNames) {
 		return false, "DNS names differ"
 	}
-	var have, want []string
-	for _, ip := range cert.IPAddresses {
-		have = append(have, ip.String())
-	}
-	for _, ip := range req.IPs {
-		want = append(want, ip.String())
-	}
-	if !sameStrings(have, want) {
+	if !sameStrings(ipStrings(cert.IPAddresses), ipStrings(req.IPs)) {
 		return false, "IP addresses differ"
 	}
-	isServer := false
-	for _, u := range cert.ExtKeyUsage {
-		if u == x509.ExtKeyUsageServerAuth {
-			isServer = true
-		}
+	want, err := req.Usage.extKeyUsages()
+	if err != nil {
+		return false, err.Error()
 	}
-	if isServer != (req.Usage == UsageMember) {
+	if !slices.Equal(sortedUsages(cert.ExtKeyUsage), sortedUsages(want)) {
 		return false, "usage differs"
+	}
+	if err := a.Verify(cert, want...); err != nil {
+		return false, fmt.Sprintf("does not verify against the CA: %v", err)
 	}
 	return true, ""
 }
 
-// CA parses p as a CA: it must be a CA certificate with its matching key.
-func (p Pair) CA() (*x509.Certificate, error) {
-	cert, key, err := p.parse()
-	if err != nil {
-		return nil, err
-	}
-	if !cert.IsCA {
-		return nil, errors.New("certificate is not a CA")
-	}
-	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
-	if !ok || !pub.Equal(key.Public()) {
-		return nil, errors.New("CA key does not match CA certificate")
-	}
-	return cert, nil
+func sortedUsages(u []x509.ExtKeyUsage) []x509.ExtKeyUsage {
+	u = slices.Clone(u)
+	slices.Sort(u)
+	return slices.Compact(u)
 }
 
-func (p Pair) parse() (*x509.Certificate, crypto.Signer, error) {
-	cb, _ := pem.Decode(p.CertPEM)
-	if cb == nil || cb.Type != "CERTIFICATE" {
-		return nil, nil, errors.New("no PEM certificate")
+func ipStrings(ips []net.IP) []string {
+	out := make([]string, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, ip.String())
 	}
-	cert, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("parse certificate: %w", err)
-	}
-	kb, _ := pem.Decode(p.KeyPEM)
-	if kb == nil {
-		return nil, nil, errors.New("no PEM private key")
-	}
-	var key any
-	switch kb.Type {
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(kb.Bytes)
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(kb.Bytes)
-	default:
-		return nil, nil, fmt.Errorf("unsupported private key type %q", kb.Type)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("parse private key: %w", err)
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, nil, errors.New("private key cannot sign")
-	}
-	return cert, signer, nil
+	return out
 }
 
 func encode(der []byte, key *ecdsa.PrivateKey) (Pair, error) {
@@ -248,10 +262,5 @@ func sameStrings(a, b []string) bool {
 	b = append([]string(nil), b...)
 	sort.Strings(a)
 	sort.Strings(b)
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	return slices.Equal(a, b)
 }
