@@ -1,0 +1,205 @@
+//go:build lab
+
+package lab
+
+import (
+	"crypto/x509"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAdoptKubeasz walks the seed's workflow on clusters laid out exactly
+// as kubeasz 3.7.0 and 2.2.4 deploy them, with their own inventories and
+// no extra variables: grow a single member to four (1→2, then up to 3→4),
+// each new member made like the others with its own certificate from
+// kubeasz's CA and no existing member restarted; remove the first host of
+// [etcd]; back up to where kubeasz's restore looks; restore; refuse
+// malformed input. Second runs change nothing; keys are checked on every
+// member.
+func TestAdoptKubeasz(t *testing.T) {
+	for _, version := range []string{"3.7", "2.2"} {
+		t.Run("kubeasz-"+version, func(t *testing.T) { adoptKubeasz(t, version) })
+	}
+}
+
+func adoptKubeasz(t *testing.T, version string) {
+	l := NewLab(t, 4, 0)
+	h := l.Hosts
+	var extra []string
+	if version == "2.2" {
+		extra = []string{`{"kubeasz_new_etcd": ["` + strings.Join(h[1:], `","`) + `"]}`}
+	}
+	start := time.Now()
+	k := DeployKubeasz(t, l, version, h[:1], extra...)
+	t.Logf("kubeasz %s fixture, 1 member: %s", version, time.Since(start).Round(time.Millisecond))
+	k.PutKeys(h[0], "adopt/", 0, 300)
+
+	twice := func(playbook string, extra ...string) Run {
+		t.Helper()
+		first := k.RunPlaybook(playbook, extra...)
+		if first.Failed() {
+			t.Fatalf("%s %v failed\n%s", playbook, extra, tail(first.Output, 80))
+		}
+		second := k.RunPlaybook(playbook, extra...)
+		if second.Failed() || second.Changed() != 0 {
+			t.Fatalf("%s %v: second run failed or changed %d tasks\n%s", playbook, extra, second.Changed(), tail(second.Output, 60))
+		}
+		return first
+	}
+
+	// Ad hoc, with no arguments, on a member: the module finds its TLS files.
+	out, err := kubeaszAnsible(k, h[0], "-m", "etcd_member")
+	if err != nil || !strings.Contains(out, k.NodeName(h[0])) {
+		t.Fatalf("ansible -m etcd_member on a kubeasz member: %v\n%s", err, out)
+	}
+	out, err = kubeaszAnsible(k, h[0], "-m", "etcd_snapshot", "-a", "path=/tmp/adhoc.db")
+	if err != nil || !strings.Contains(out, `"sha256"`) {
+		t.Fatalf("ansible -m etcd_snapshot on a kubeasz member: %v\n%s", err, out)
+	}
+
+	// Grow 1 → 2 → 3 → 4, as each kubeasz version's operator does it.
+	for i := 1; i < len(h); i++ {
+		pids := map[string]int{}
+		for _, m := range h[:i] {
+			pids[m] = k.MainPID(m)
+		}
+		args := []string{}
+		if version == "3.7" {
+			k.InsertEtcd(h[i]) // ezctl add-etcd puts it in [etcd], then runs the add
+			args = append(args, "NODE_TO_ADD="+h[i])
+		}
+		if i == 1 {
+			inv := readFile(t, k.Inventory)
+			r := k.RunPlaybook("playbooks/19.addetcd.yml", append(args, "--check")...)
+			if r.Failed() || readFile(t, k.Inventory) != inv || k.MainPID(h[i]) != 0 {
+				t.Fatalf("19.addetcd.yml --check failed or changed something\n%s", tail(r.Output, 60))
+			}
+		}
+		r := twice("playbooks/19.addetcd.yml", args...)
+		t.Logf("add %d→%d: %s", i, i+1, r.Duration.Round(time.Millisecond))
+		for m, pid := range pids {
+			if got := k.MainPID(m); got != pid {
+				t.Fatalf("adding %s restarted etcd on %s (MainPID %d → %d)", h[i], m, pid, got)
+			}
+		}
+		names := []string{}
+		for _, m := range h[:i+1] {
+			names = append(names, k.NodeName(m))
+		}
+		expectKubeaszVoters(t, k, h[0], names)
+		for _, m := range h[:i+1] {
+			if got := k.Count(m, "adopt/"); got != 300 {
+				t.Fatalf("%s holds %d of the 300 keys", m, got)
+			}
+		}
+		checkNewKubeaszMember(t, k, h[0], h[i])
+	}
+	if got := ansibleInventory(t, k).group("etcd"); !sameSet(got, h) {
+		t.Fatalf("[etcd] is %v after the adds, want %v", got, h)
+	}
+
+	// Malformed input changes nothing.
+	inv := readFile(t, k.Inventory)
+	if r := k.RunPlaybook("playbooks/tools/remove_etcd_node.yml", "ETCD_TO_DEL=not-an-ip;rm"); !r.Failed() ||
+		!strings.Contains(r.Output, "neither an IPv4 address nor a host") || readFile(t, k.Inventory) != inv {
+		t.Fatalf("a malformed ETCD_TO_DEL was not refused, or changed the inventory\n%s", tail(r.Output, 30))
+	}
+
+	// Remove the first host of [etcd], by IP.
+	twice("playbooks/tools/remove_etcd_node.yml", "ETCD_TO_DEL="+h[0])
+	names := []string{}
+	for _, m := range h[1:] {
+		names = append(names, k.NodeName(m))
+	}
+	expectKubeaszVoters(t, k, h[1], names)
+	if got := ansibleInventory(t, k).group("etcd"); !sameSet(got, h[1:]) {
+		t.Fatalf("[etcd] is %v after removing %s", got, h[0])
+	}
+
+	// Back up to where kubeasz's restore reads, then restore from there.
+	r := k.RunPlaybook("playbooks/23.backup.yml")
+	if r.Failed() {
+		t.Fatalf("23.backup.yml failed\n%s", tail(r.Output, 60))
+	}
+	if _, err := os.Stat(filepath.Join(k.BackupDir, "snapshot.db")); err != nil {
+		t.Fatalf("no snapshot.db where kubeasz's restore reads it: %v", err)
+	}
+	k.PutKeys(h[1], "after/", 0, 50)
+	twice("playbooks/24.restore.yml")
+	for _, m := range h[1:] {
+		if got, after := k.Count(m, "adopt/"), k.Count(m, "after/"); got != 300 || after != 0 {
+			t.Fatalf("restored %s holds %d of 300 keys and %d written after the backup", m, got, after)
+		}
+	}
+	expectKubeaszVoters(t, k, h[1], names)
+}
+
+// expectKubeaszVoters checks that the members are exactly names, all
+// voting.
+func expectKubeaszVoters(t *testing.T, k *Kubeasz, host string, names []string) {
+	t.Helper()
+	var got []string
+	for _, m := range k.Members(host) {
+		if m.IsLearner {
+			t.Fatalf("%s is still a learner", m.Name)
+		}
+		got = append(got, m.Name)
+	}
+	if !sameSet(got, names) {
+		t.Fatalf("members %v, want %v", got, names)
+	}
+}
+
+// checkNewKubeaszMember checks that the new member is run like the first:
+// the same unit but for its own name and address, and a certificate of its
+// own, from kubeasz's CA, for its own address.
+func checkNewKubeaszMember(t *testing.T, k *Kubeasz, old, added string) {
+	t.Helper()
+	oldFlags, oldUnit := parseUnit(k.MustExec(old, "cat", k.Member.Unit))
+	newFlags, newUnit := parseUnit(k.MustExec(added, "cat", k.Member.Unit))
+	for key, v := range oldUnit {
+		if newUnit[key] != v {
+			t.Errorf("the new member's unit has %s=%q, the others %q", key, newUnit[key], v)
+		}
+	}
+	for flag, vs := range oldFlags {
+		switch flag {
+		case "name", "initial-cluster", "initial-cluster-state":
+			continue
+		}
+		want := strings.ReplaceAll(strings.Join(vs, ","), old, added)
+		if got := strings.Join(newFlags[flag], ","); got != want {
+			t.Errorf("the new member's --%s is %q, want %q", flag, got, want)
+		}
+	}
+	if got := strings.Join(newFlags["initial-cluster-state"], ""); got != "existing" {
+		t.Errorf("the new member's --initial-cluster-state is %q", got)
+	}
+	cert := parseCert(t, []byte(k.MustExec(added, "cat", k.Member.Cert)))
+	ca := parseCert(t, []byte(readFile(t, k.CACert)))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Errorf("the new member's certificate is not from kubeasz's CA: %v", err)
+	}
+	if !slices.ContainsFunc(cert.IPAddresses, func(ip net.IP) bool { return ip.String() == added }) {
+		t.Errorf("the new member's certificate does not name its address %s: %v", added, cert.IPAddresses)
+	}
+	// The members' shared certificate (3.x) was not rewritten.
+	oldCert := parseCert(t, []byte(k.MustExec(old, "cat", k.Member.Cert)))
+	if oldCert.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+		t.Error("the new member got the old members' certificate, not its own")
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+func sameSet(a, b []string) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(a, func(x string) bool { return !slices.Contains(b, x) })
+}
