@@ -9,6 +9,7 @@ ARCHES := amd64 arm64
 GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "-s -w -buildid="
 ANSIBLE_PLAYBOOK ?= ansible-playbook
 VENV := .venv
+VENV_219 := .venv-2.19
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help build deps venv etcd-bin test test-go test-lab lint lab-up lab-down demo bench matrix molecule clean
@@ -35,7 +36,7 @@ etcd-bin: ## Build etcd, etcdctl and etcdutl (cached) into bin/
 
 test: deps build etcd-bin lint test-go test-lab molecule matrix ## Run every test: lint, Go tests against real etcd, the lab end to end, molecule, the version matrix
 
-test-go: build etcd-bin ## Go unit and integration tests (embedded and real etcd)
+test-go: build etcd-bin venv ## Go unit and integration tests (embedded and real etcd; the action plugin with ansible-core 2.14, 2.19 and the newest)
 	ETCD_BIN_DIR=$(CURDIR)/bin $(GO) test -count=1 ./...
 
 # The full scenario runs on the newest pair: ansible-core from .venv, the
@@ -44,17 +45,24 @@ test-lab: build etcd-bin venv ## End-to-end tests of the playbooks in the lab (n
 	ANSIBLE_PLAYBOOK=$(CURDIR)/$(VENV)/bin/ansible-playbook ETCD_BIN_DIR=$(CURDIR)/bin \
 	  $(GO) test -count=1 -tags lab -timeout 60m -v ./tests/lab/
 
-matrix: build etcd-bin venv ## Short lab scenario for ansible-core 2.14 and newest x etcd 3.4, 3.5, 3.6 (build/matrix.txt)
+matrix: build etcd-bin venv ## Short lab scenario for ansible-core 2.14, 2.19 and newest x etcd 3.4, 3.5, 3.6 (build/matrix.txt)
 	bash lab/matrix.sh
 
 molecule: build etcd-bin venv ## molecule test: the molecule/default scenario on the lab
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH molecule test
 
-venv: $(VENV)/.installed ## Python tools (ansible-lint, yamllint, molecule, newest ansible-core) in .venv
+venv: $(VENV)/.installed $(VENV_219)/.installed ## Python tools and the newest ansible-core in .venv (Python >= 3.12); ansible-core 2.19 in .venv-2.19 (Python 3.11)
 
-$(VENV)/.installed: requirements.txt
-	python3 -m venv $(VENV)
+# Each venv is made afresh when its requirements change (an older .venv may
+# hold another Python).
+$(VENV)/.installed: requirements.txt lab/find-python.sh
+	@py=$$(bash lab/find-python.sh 3.12 3.14) && echo "venv: $(VENV) with $$py" && rm -rf $(VENV) && $$py -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV_219)/.installed: requirements-2.19.txt lab/find-python.sh
+	@py=$$(bash lab/find-python.sh 3.11 3.11) && echo "venv: $(VENV_219) with $$py" && rm -rf $(VENV_219) && $$py -m venv $(VENV_219)
+	$(VENV_219)/bin/pip install -q --disable-pip-version-check -r requirements-2.19.txt
 	touch $@
 
 lint: build venv ## gofmt, go vet, staticcheck, yamllint, ansible-lint (production profile)

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The version matrix (`make matrix`): the short lab scenario
 # (tests/lab TestShortWorkflow) with each ansible-core (Debian bookworm's
-# 2.14 and the newest from PyPI, in .venv) and each etcd (3.4, the oldest
-# with learners, 3.5 and 3.6). Prints one line per pair and writes them to
-# build/matrix.txt.
+# 2.14, 2.19 in .venv-2.19 and the newest from PyPI in .venv; `make venv`)
+# and each etcd (3.4, the oldest with learners, 3.5 and 3.6). Prints one
+# line per pair and writes them to build/matrix.txt.
 #
 # env: MATRIX_ETCD (versions), MATRIX_ANSIBLE (ansible-playbook paths)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 etcds=${MATRIX_ETCD:-3.4.23 3.5.35 $(cat bin/etcd.version)}
-ansibles=${MATRIX_ANSIBLE:-/usr/bin/ansible-playbook $top/.venv/bin/ansible-playbook}
+ansibles=${MATRIX_ANSIBLE:-/usr/bin/ansible-playbook $top/.venv-2.19/bin/ansible-playbook $top/.venv/bin/ansible-playbook}
 out=build/matrix.txt
 mkdir -p build
 echo "version matrix, $(date -u +%FT%TZ)" >"$out.new"

@@ -3,8 +3,9 @@
 // plain binary modules', one upload per build, cache entries that are
 // replaced instead of run when they were tampered with, architecture
 // selection, check mode, no_log and async. It needs `make build` (the
-// Makefile's test-go target builds first) and runs each case with every
-// ansible-core found: Debian's (/usr/bin) and the project's .venv.
+// Makefile's test-go target builds first) and runs each case with each
+// ansible-core tested: Debian's 2.14 (/usr/bin), 2.19 (.venv-2.19) and the
+// newest (.venv).
 package plugin
 
 import (
@@ -33,20 +34,21 @@ var root = func() string {
 	return filepath.Clean(filepath.Join(wd, "..", ".."))
 }()
 
-// ansibles returns the ansible-playbook executables to test with.
+// ansibles returns the ansible-playbook executables every case runs with:
+// the tested range of ansible-core. Each must be there; a missing one fails
+// the test rather than narrowing it.
 func ansibles(t *testing.T) map[string]string {
 	t.Helper()
 	found := map[string]string{}
 	for name, path := range map[string]string{
-		"debian": "/usr/bin/ansible-playbook",
-		"venv":   filepath.Join(root, ".venv", "bin", "ansible-playbook"),
+		"2.14":   "/usr/bin/ansible-playbook", // Debian bookworm's, `make deps`
+		"2.19":   filepath.Join(root, ".venv-2.19", "bin", "ansible-playbook"),
+		"newest": filepath.Join(root, ".venv", "bin", "ansible-playbook"),
 	} {
-		if _, err := os.Stat(path); err == nil {
-			found[name] = path
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("ansible-core %s: %v; run `make deps venv`", name, err)
 		}
-	}
-	if len(found) == 0 {
-		t.Fatal("no ansible-playbook: run `make deps venv`")
+		found[name] = path
 	}
 	return found
 }
@@ -384,39 +386,36 @@ func TestCacheEntryIsUploadedOnceAndReplacedWhenTampered(t *testing.T) {
 func TestArchitectureSelection(t *testing.T) {
 	requireBuild(t)
 	arm64 := fileHash(t, filepath.Join(root, "build", "linux_arm64", "etcdops"))
-	playbook := ansibles(t)
-	var pb string
-	for _, p := range playbook {
-		pb = p
-		break
-	}
-	dir := t.TempDir()
-	fake := filepath.Join(dir, "fakebin")
-	if err := os.MkdirAll(fake, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, answer := range map[string]string{"aarch64": "Linux aarch64", "riscv": "Linux riscv64"} {
-		t.Run(name, func(t *testing.T) {
-			if err := os.WriteFile(filepath.Join(fake, "uname"), []byte("#!/bin/sh\necho '"+answer+"'\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			task := certTask(dir, name)
-			task["environment"] = map[string]any{"PATH": fake + ":" + os.Getenv("PATH")}
-			out := play(t, run{playbook: pb, cacheDir: filepath.Join(dir, "cache-"+name)}, []map[string]any{task})
-			switch name {
-			case "aarch64":
-				if !strings.Contains(out, "uploading linux_arm64 build") {
-					t.Fatalf("an aarch64 target did not get the arm64 build:\n%s", out)
+	for version, playbook := range ansibles(t) {
+		for name, answer := range map[string]string{"aarch64": "Linux aarch64", "riscv": "Linux riscv64"} {
+			t.Run(version+"/"+name, func(t *testing.T) {
+				dir := t.TempDir()
+				fake := filepath.Join(dir, "fakebin")
+				if err := os.MkdirAll(fake, 0o755); err != nil {
+					t.Fatal(err)
 				}
-				if _, err := os.Stat(filepath.Join(dir, "cache-"+name, arm64, "etcdops")); err != nil {
-					t.Errorf("arm64 build not cached under its hash: %v", err)
+				if err := os.WriteFile(filepath.Join(fake, "uname"), []byte("#!/bin/sh\necho '"+answer+"'\n"), 0o755); err != nil {
+					t.Fatal(err)
 				}
-			case "riscv":
-				if !strings.Contains(out, "no etcdops build for this target (uname -sm: Linux riscv64); available: linux_amd64, linux_arm64") {
-					t.Errorf("no clear error for an unsupported target:\n%s", out)
+				task := certTask(dir, name)
+				task["environment"] = map[string]any{"PATH": fake + ":" + os.Getenv("PATH")}
+				cache := filepath.Join(dir, "cache")
+				out := play(t, run{playbook: playbook, cacheDir: cache}, []map[string]any{task})
+				switch name {
+				case "aarch64":
+					if !strings.Contains(out, "uploading linux_arm64 build") {
+						t.Fatalf("an aarch64 target did not get the arm64 build:\n%s", out)
+					}
+					if _, err := os.Stat(filepath.Join(cache, arm64, "etcdops")); err != nil {
+						t.Errorf("arm64 build not cached under its hash: %v", err)
+					}
+				case "riscv":
+					if !strings.Contains(out, "no etcdops build for this target (uname -sm: Linux riscv64); available: linux_amd64, linux_arm64") {
+						t.Errorf("no clear error for an unsupported target:\n%s", out)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
