@@ -127,7 +127,7 @@ func TestModuleRefusesBadInput(t *testing.T) {
 func TestConcurrentProcesses(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "hosts_group_move")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../modules/hosts_group_move").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/etcdops").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	inv := filepath.Join(dir, "hosts")
