@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/etcdops/etcdops/internal/fsutil"
@@ -121,20 +120,12 @@ func readPair(certPath, keyPath string) (Pair, error) {
 	return Pair{CertPEM: c, KeyPEM: k}, nil
 }
 
-// Lock takes an exclusive lock on the store, so that parallel runs (one per
-// host, as Ansible's forks do) neither create two CAs nor interleave
-// writes. The returned function releases it.
+// Lock takes an exclusive lock on the store's directory, so that parallel
+// runs (one per host, as Ansible's forks do) neither create two CAs nor
+// interleave writes. The returned function releases it.
 func (s Store) Lock() (unlock func(), err error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", s.Dir, err)
 	}
-	f, err := os.OpenFile(filepath.Join(s.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", s.Dir, err)
-	}
-	return func() { f.Close() }, nil
+	return fsutil.LockDir(s.Dir)
 }

@@ -1,10 +1,5 @@
 package pki
 
-// The etcd_cert Ansible module, run on the deploy node, keeps an etcd
-// cluster's certificates in a directory: it creates the cluster CA once and
-// issues (or reissues, when names, addresses or usage change, or expiry
-// nears) one member or client certificate.
-
 import (
 	"context"
 	"fmt"

@@ -2,6 +2,11 @@
 // CA, a certificate per member (server and peer use, the member's name and
 // IPs in its SANs) and client certificates. Keys are ECDSA P-256, which
 // every etcd release since 3.0 accepts and which are cheap to generate.
+//
+// It is also the etcd_cert module (RunModule), run on the deploy node: it
+// keeps the certificates in a directory (Store), creates the cluster CA
+// once and issues (or reissues, when names, addresses or usage change, or
+// expiry nears) one member or client certificate.
 package pki
 
 import (
