@@ -17,16 +17,14 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## Build every module into library/ (linux/amd64), and them and the multi-call etcdops into build/linux_<arch>/
+build: ## Build the one binary, build/linux_<arch>/etcdops, and link it as library/<module> for each module (amd64)
 	@for arch in $(ARCHES); do \
 	  mkdir -p build/linux_$$arch; \
-	  for m in $(MODULES); do \
-	    CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -o build/linux_$$arch/$$m ./modules/$$m || exit 1; \
-	  done; \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build $(GOFLAGS_BUILD) -o build/linux_$$arch/etcdops ./cmd/etcdops || exit 1; \
+	  rm -f $(addprefix build/linux_$$arch/,$(MODULES)); \
 	done
-	@mkdir -p library && for m in $(MODULES); do cp -f build/linux_amd64/$$m library/$$m; done
-	@echo "built: $(MODULES)"
+	@mkdir -p library && for m in $(MODULES); do ln -f build/linux_amd64/etcdops library/$$m 2>/dev/null || cp -f build/linux_amd64/etcdops library/$$m; done
+	@echo "built: $(foreach a,$(ARCHES),build/linux_$(a)/etcdops); linked as library/: $(MODULES)"
 
 deps: ## Install what a fresh machine lacks (Debian packages)
 	@bash lab/install-deps.sh
@@ -89,4 +87,4 @@ bench: build etcd-bin lab-up ## Benchmarks in the lab: module execution (ratios 
 	@if [ -f bench/snapshot/run.sh ]; then bash bench/snapshot/run.sh; elif [ -d bench/snapshot ]; then ETCD_BIN_DIR=$(CURDIR)/bin $(GO) run ./bench/snapshot; fi
 
 clean: ## Remove build outputs (not the caches)
-	rm -rf build library/$(firstword $(MODULES)) $(addprefix library/,$(MODULES)) bin
+	rm -rf build $(addprefix library/,$(MODULES)) bin

@@ -1,15 +1,33 @@
-// Command etcdops is every module of this project in one binary. The
-// action plugins upload it once per host and run it for each task; it picks
-// the module from the _ansible_module_name Ansible sends with the args.
+// Command etcdops is every module of this project in one binary. The action
+// plugin uploads it once per host and runs it for each task, naming the
+// module in the args (_ansible_module_name); library/<module> is a copy of
+// it that Ansible runs as a plain binary module, and then the binary's own
+// name says which module it is.
 package main
 
 import (
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
-	"github.com/etcdops/etcdops/internal/registry"
+	etcdcert "github.com/etcdops/etcdops/modules/etcd_cert"
+	etcdfacts "github.com/etcdops/etcdops/modules/etcd_facts"
+	etcdmember "github.com/etcdops/etcdops/modules/etcd_member"
+	etcdservice "github.com/etcdops/etcdops/modules/etcd_service"
+	etcdsnapshot "github.com/etcdops/etcdops/modules/etcd_snapshot"
+	hostsgroupmove "github.com/etcdops/etcdops/modules/hosts_group_move"
 )
+
+// modules lists every module the binary serves; each has its package under
+// modules/ and its documentation in library/<name>.yml.
+var modules = []modrun.Entry{
+	etcdcert.Module,
+	etcdfacts.Module,
+	etcdmember.Module,
+	etcdservice.Module,
+	etcdsnapshot.Module,
+	hostsgroupmove.Module,
+}
 
 func main() {
 	etcdconn.Silence()
-	modrun.MainMulti(registry.Modules())
+	modrun.Main(modules...)
 }

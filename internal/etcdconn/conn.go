@@ -1,6 +1,6 @@
 // Package etcdconn holds what the etcd modules share about reaching a
 // cluster: the connection options, TLS set-up, a quiet client, per-endpoint
-// probes, and error messages an operator can act on.
+// probes, and errors that keep their types and say what they mean.
 package etcdconn
 
 import (
@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -197,9 +198,88 @@ func dial(o Options, extra []grpc.DialOption, endpoints []string) (*clientv3.Cli
 		DialOptions: append([]grpc.DialOption{grpc.WithReturnConnectionError()}, extra...),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %s", strings.Join(endpoints, ","), Describe(err))
+		// gRPC returns a dial failure as text; ask the endpoints again
+		// for a cause with a type.
+		if cause := diagnoseAll(endpoints, tlsCfg, min(o.DialTimeoutDuration(), diagnoseTimeout)); cause != nil {
+			err = cause
+		}
+		return nil, &Error{Op: "connect to " + strings.Join(endpoints, ","), Err: err}
 	}
 	return cli, nil
+}
+
+// diagnoseTimeout bounds the diagnosis of a failed connection.
+const diagnoseTimeout = time.Second
+
+// diagnoseAll diagnoses the endpoints concurrently and returns what went
+// wrong at each, or nil when each accepted a connection.
+func diagnoseAll(endpoints []string, cfg *tls.Config, timeout time.Duration) error {
+	errs := make([]error, len(endpoints))
+	done := make(chan struct{}, len(endpoints))
+	for i, ep := range endpoints {
+		go func() {
+			errs[i] = diagnose(ep, cfg, timeout)
+			done <- struct{}{}
+		}()
+	}
+	for range endpoints {
+		<-done
+	}
+	var list errorList
+	for i, err := range errs {
+		if err != nil {
+			list = append(list, &Error{Op: endpoints[i], Err: err})
+		}
+	}
+	switch {
+	case len(list) == 0:
+		return nil
+	case len(endpoints) == 1:
+		return errs[0]
+	}
+	return list
+}
+
+// diagnose connects to endpoint as the client does, TCP and then TLS, and
+// returns what went wrong as the typed errors of net and crypto/tls, or nil
+// when the connection was accepted. TLS 1.3 servers check the client's
+// certificate after the client has finished its handshake: a refusal is
+// an alert on the first read, which this connection waits for briefly
+// (gRPC writes at once and then sees the server's reset instead).
+func diagnose(endpoint string, cfg *tls.Config, timeout time.Duration) error {
+	u, err := ParseURL(endpoint)
+	if err != nil {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	conn, err := (&net.Dialer{Deadline: deadline}).Dial("tcp", u.Host)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if u.Scheme != "https" {
+		return nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg != nil {
+		c = cfg.Clone()
+	}
+	c.ServerName, c.NextProtos = u.Hostname(), []string{"h2"}
+	tc := tls.Client(conn, c)
+	if err := tc.SetDeadline(deadline); err != nil {
+		return nil
+	}
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
+	if err := tc.SetReadDeadline(time.Now().Add(min(timeout, 300*time.Millisecond))); err != nil {
+		return nil
+	}
+	_, err = tc.Read(make([]byte, 1))
+	if _, ok := remoteAlert(err); ok {
+		return err
+	}
+	return nil
 }
 
 // EndpointStatus is what one endpoint answered to a Status call.
@@ -229,7 +309,7 @@ func Probe(ctx context.Context, o Options, endpoint string) EndpointStatus {
 	defer cancel()
 	st, err := cli.Status(cctx, endpoint)
 	if err != nil {
-		res.Err = fmt.Errorf("%s: %s", endpoint, Describe(err))
+		res.Err = &Error{Op: endpoint, Err: err}
 		return res
 	}
 	res.Status = st

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/etcdops/etcdops/internal/fsutil"
@@ -66,13 +65,14 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory %s: %w", o.Path, err)
 	}
-	unlock, err := lockDir(filepath.Dir(path))
+	unlock, err := fsutil.LockDir(filepath.Dir(path))
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
-	// Read under the lock, so that an edit made meanwhile is not lost.
+	// Read under the lock (on the directory: the file is replaced by a
+	// rename), so that an edit made meanwhile is not lost.
 	before, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("inventory %s: %w", o.Path, err)
@@ -101,69 +101,15 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 	}
 	if o.Backup {
 		name := fmt.Sprintf("%s.%d.%s", path, os.Getpid(), time.Now().Format("2006-01-02@15:04:05~"))
-		if err := writeLike(name, before, info); err != nil {
+		if err := fsutil.WriteFileLike(name, before, info); err != nil {
 			return res, fmt.Errorf("backup: %w", err)
 		}
 		res["backup_file"] = name
 	}
-	if err := writeLike(path, after, info); err != nil {
+	if err := fsutil.WriteFileLike(path, after, info); err != nil {
 		return res, err
 	}
 	return res, nil
-}
-
-// lockDir takes an exclusive flock on the inventory's directory, so that
-// concurrent edits of the file (which the rename replaces, so a lock on the
-// file itself would not hold) happen one after the other. Nothing is
-// created in the directory for the lock.
-func lockDir(dir string) (func(), error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX); err != nil {
-		d.Close()
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
-	}
-	return func() { d.Close() }, nil
-}
-
-// writeLike writes data to path atomically with the mode and owner of info.
-func writeLike(path string, data []byte, info os.FileInfo) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Chmod(info.Mode().Perm()); err != nil {
-		return err
-	}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid()) {
-		if err := tmp.Chown(int(st.Uid), int(st.Gid)); err != nil {
-			return fmt.Errorf("keep the owner of %s: %w", path, err)
-		}
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	ok = true
-	return fsutil.SyncDir(dir)
 }
 
 func nonNil(s []string) []string {

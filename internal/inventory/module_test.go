@@ -98,6 +98,9 @@ func TestModuleRefusesBadInput(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad")
 	os.WriteFile(bad, []byte("[etcd]\n10.0.0.1\n[new etcd]\n10.0.0.4\n"), 0o644)
+	broken := filepath.Join(dir, "broken")
+	brokenText := "[etcd]\n10.0.0.1\n[broken\n[new-etcd]\n10.0.0.4\n"
+	os.WriteFile(broken, []byte(brokenText), 0o644)
 	good := filepath.Join(dir, "good")
 	os.WriteFile(good, []byte(sample), 0o644)
 	for _, tt := range []struct {
@@ -105,6 +108,7 @@ func TestModuleRefusesBadInput(t *testing.T) {
 		want string
 	}{
 		{map[string]any{"path": bad, "host": "10.0.0.4", "from_group": "new-etcd", "to_group": "etcd"}, "is not a valid INI inventory: line 3"},
+		{map[string]any{"path": broken, "host": "10.0.0.4", "from_group": "new-etcd", "to_group": "etcd"}, "is not a valid INI inventory: line 3: host \"[broken\""},
 		{map[string]any{"path": good, "host": "10.0.0.4"}, "one of the following is required: from_group, to_group"},
 		{map[string]any{"path": good, "host": "10.0.0.4 x", "from_group": "etcd"}, "give the host as the inventory writes it"},
 		{map[string]any{"path": good, "host": "10.0.0.4", "from_group": "new etcd"}, "is not a group name"},
@@ -120,6 +124,62 @@ func TestModuleRefusesBadInput(t *testing.T) {
 	if got, _ := os.ReadFile(good); string(got) != sample {
 		t.Fatal("a refused edit changed the file")
 	}
+	if got, _ := os.ReadFile(broken); string(got) != brokenText {
+		t.Fatal("a refused edit changed the broken file")
+	}
+}
+
+// TestParseAgreesWithAnsible: what Parse refuses (naming the line),
+// ansible-core's INI plugin refuses too, and the lookalikes both accept.
+func TestParseAgreesWithAnsible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ansible-inventory for each case")
+	}
+	ai, err := exec.LookPath("ansible-inventory")
+	if err != nil {
+		t.Fatal("ansible-inventory not found: run `make deps`")
+	}
+	tests := []struct {
+		in   string
+		want string // "" accepted
+	}{
+		{"[etcd]\n10.0.0.1\n[broken\n", "line 3: host \"[broken\""},
+		{"[etcd]\nnode[1:3\n", "line 2: host \"node[1:3\""},
+		{"[etcd]\nnode[1]\n", "line 2: host \"node[1]\": range [1]"},
+		{"[etcd]\nnode[1:]\n", "range [1:] has no end"},
+		{"[etcd]\nnode[a:zz]\n", "bounds are numbers or letters"},
+		{"[etcd]\nnode[01:100]\n", "zero-padded"},
+		{"[etcd]\nnode[1:3:0]\n", "bad step"},
+		{"[etcd]\n10.0.0.1\n[etcd:vars]\nNODE_NAME\n", "line 4: expected key=value"},
+		{"[k8s:children]\netcd master\n[etcd]\n", "line 2: expected a group name"},
+		{"[k8s:children]\netcd\nmaster\n[etcd]\n", "line 3: [k8s:children] names master"},
+		{"[etcd]\n10.0.0.1\n[nodes:vars]\na=1\n", "line 3: section [nodes:vars] is for a group"},
+		{"[etcd]\nnode[1:3]\nweb[a:c]-x\ndb[01:10:3]\n", ""},
+		{"[k8s:children]\netcd # the members\n[etcd]\n10.0.0.1\n[etcd:vars]\na=1\n[all:vars]\nb=2\n", ""},
+		{"[nodes:vars]\na=1\n[nodes]\n10.0.0.2\n", ""},
+	}
+	dir := t.TempDir()
+	for i, tt := range tests {
+		t.Run(strings.Fields(tt.in)[len(strings.Fields(tt.in))-1], func(t *testing.T) {
+			_, perr := Parse([]byte(tt.in))
+			switch {
+			case tt.want == "" && perr != nil:
+				t.Errorf("Parse(%q) = %v, want it accepted", tt.in, perr)
+			case tt.want != "" && (perr == nil || !strings.Contains(perr.Error(), tt.want)):
+				t.Errorf("Parse(%q) = %v, want %q", tt.in, perr, tt.want)
+			}
+			path := filepath.Join(dir, fmt.Sprintf("hosts-%d", i))
+			os.WriteFile(path, []byte(tt.in), 0o644)
+			cmd := exec.Command(ai, "-i", path, "--list")
+			cmd.Env = append(os.Environ(), "ANSIBLE_INVENTORY_ENABLED=ini", "ANSIBLE_INVENTORY_UNPARSED_FAILED=true",
+				"ANSIBLE_FORCE_VALID_GROUP_NAMES=ignore")
+			cmd.Dir = dir
+			out, aerr := cmd.CombinedOutput()
+			if (aerr == nil) != (tt.want == "") {
+				t.Errorf("ansible-inventory on %q: error %v, want refused=%v\n%s", tt.in, aerr, tt.want != "", out)
+			}
+		})
+	}
 }
 
 // TestConcurrentProcesses runs the module binary in many processes at once,
@@ -127,7 +187,7 @@ func TestModuleRefusesBadInput(t *testing.T) {
 func TestConcurrentProcesses(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "hosts_group_move")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../modules/hosts_group_move").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/etcdops").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	inv := filepath.Join(dir, "hosts")

@@ -21,6 +21,7 @@ package inventory
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -60,11 +61,25 @@ type File struct {
 // ']' or spaces, an optional :type, then spaces and a comment only.
 var sectionRE = regexp.MustCompile(`^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$`)
 
+// childRE is ansible-core's group name on a line of a :children section.
+var childRE = regexp.MustCompile(`^[^:\]\s]+\s*(?:#.*)?$`)
+
 // Parse reads an inventory, refusing what ansible-core's INI plugin would
 // refuse, with the line number.
 func Parse(data []byte) (*File, error) {
 	f := &File{}
 	group, typ := "ungrouped", "hosts"
+	// Groups declared by a [g] or [g:children] header, and the first line
+	// that needs each undeclared one (a [g:vars] header, or a child).
+	declared := map[string]bool{"all": true, "ungrouped": true}
+	pending := map[string]string{}
+	var order []string
+	need := func(g, why string) {
+		if _, ok := pending[g]; !declared[g] && !ok {
+			pending[g] = why
+			order = append(order, g)
+		}
+	}
 	for n, rest := 1, data; len(rest) > 0; n++ {
 		l := &Line{}
 		i := bytes.IndexByte(rest, '\n')
@@ -92,16 +107,33 @@ func Parse(data []byte) (*File, error) {
 			if typ != "hosts" && typ != "vars" && typ != "children" {
 				return nil, fmt.Errorf("line %d: section [%s:%s] has unknown type %q (hosts, vars or children)", n, m[1], m[2], m[2])
 			}
+			if typ == "vars" {
+				need(group, fmt.Sprintf("line %d: section [%s:vars] is for a group that no [%s] or [%s:children] section declares", n, group, group, group))
+			} else {
+				declared[group] = true
+			}
 			l.Kind, l.Group, l.Type = Section, group, typ
 		case t[0] == '[' && strings.HasSuffix(t, "]"):
 			return nil, fmt.Errorf("line %d: invalid section header %q (no spaces or ':' in a group name)", n, t)
 		default:
 			l.Group, l.Type = group, typ
-			if typ != "hosts" {
+			switch typ {
+			case "vars":
 				l.Kind = Entry
+				if !strings.Contains(t, "=") {
+					return nil, fmt.Errorf("line %d: expected key=value in [%s:vars], got %q", n, group, t)
+				}
 				if _, err := splitWords(t); err != nil {
 					return nil, fmt.Errorf("line %d: %v", n, err)
 				}
+				continue
+			case "children":
+				l.Kind = Entry
+				if !childRE.MatchString(t) {
+					return nil, fmt.Errorf("line %d: expected a group name in [%s:children], got %q", n, group, t)
+				}
+				child := strings.Fields(strings.SplitN(t, "#", 2)[0])[0]
+				need(child, fmt.Sprintf("line %d: [%s:children] names %s, a group that no [%s] or [%s:children] section declares", n, group, child, child, child))
 				continue
 			}
 			words, err := splitWords(t)
@@ -117,13 +149,79 @@ func Parse(data []byte) (*File, error) {
 					return nil, fmt.Errorf("line %d: expected key=value host variables after the host, got %q", n, w)
 				}
 			}
-			if _, _, err := splitPort(words[0]); err != nil {
+			host, _, err := splitPort(words[0])
+			if err != nil {
 				return nil, fmt.Errorf("line %d: %v", n, err)
+			}
+			if err := checkRanges(host); err != nil {
+				return nil, fmt.Errorf("line %d: host %q: %v", n, words[0], err)
 			}
 			l.Kind, l.Pattern = Host, words[0]
 		}
 	}
+	for _, g := range order {
+		if !declared[g] {
+			return nil, errors.New(pending[g])
+		}
+	}
 	return f, nil
+}
+
+// checkRanges refuses a host pattern with a '[' that ansible-core cannot
+// expand as a range (expand_hostname_range): every '[' opens a range
+// [begin:end] or [begin:end:step] that is closed, with an end, numbers or
+// letters, and zero-padded bounds of equal length.
+func checkRanges(p string) error {
+	for strings.Contains(p, "[") {
+		if strings.Contains(p, "|") {
+			return fmt.Errorf("'|' in a host range")
+		}
+		i, j := strings.Index(p, "["), strings.Index(p, "]")
+		if j < 0 {
+			return fmt.Errorf("'[' without ']': a range is written like node[1:3]")
+		}
+		if j < i {
+			i, j = j, i
+		}
+		head, r, tail := p[:i], p[i+1:j], p[j+1:]
+		bounds := strings.Split(r, ":")
+		if len(bounds) != 2 && len(bounds) != 3 {
+			return fmt.Errorf("range [%s]: a range is begin:end or begin:end:step", r)
+		}
+		begin, end, step := bounds[0], bounds[1], "1"
+		if len(bounds) == 3 {
+			step = bounds[2]
+		}
+		if begin == "" {
+			begin = "0"
+		}
+		if end == "" {
+			return fmt.Errorf("range [%s] has no end", r)
+		}
+		if begin[0] == '0' && len(begin) > 1 && len(begin) != len(end) {
+			return fmt.Errorf("range [%s]: zero-padded bounds must have the same length", r)
+		}
+		st, err := strconv.Atoi(step)
+		if err != nil || st == 0 {
+			return fmt.Errorf("range [%s]: bad step %q", r, step)
+		}
+		const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		ib, ie := strings.Index(letters, begin), strings.Index(letters, end)
+		if ib >= 0 && ie >= 0 {
+			if ib > ie {
+				return fmt.Errorf("range [%s]: begin is after end", r)
+			}
+			p = head + letters[ib:ib+1] + tail
+			continue
+		}
+		b, errB := strconv.Atoi(begin)
+		_, errE := strconv.Atoi(end)
+		if errB != nil || errE != nil {
+			return fmt.Errorf("range [%s]: bounds are numbers or letters", r)
+		}
+		p = head + strconv.Itoa(b) + tail
+	}
+	return nil
 }
 
 // Bytes is the file's content.

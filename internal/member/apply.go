@@ -143,7 +143,7 @@ func (x *executor) promote(ctx context.Context, v *View, t *Member) error {
 		case errors.Is(err, context.DeadlineExceeded) && wctx.Err() != nil:
 			// wait_timeout is over; last says why.
 		default:
-			return fmt.Errorf("promote %s: %s", t.label(), describe(err))
+			return &etcdconn.Error{Op: "promote " + t.label(), Err: err}
 		}
 		if !sleep(wctx, retryEvery) {
 			break
@@ -159,8 +159,8 @@ func (x *executor) promote(ctx context.Context, v *View, t *Member) error {
 	if last == nil {
 		last = context.DeadlineExceeded
 	}
-	return fmt.Errorf("%s was not promoted within wait_timeout (%s): %s; %s",
-		t.label(), x.wait, describe(last), x.progress(ctx, v, t))
+	return fmt.Errorf("%s was not promoted within wait_timeout (%s): %w; %s",
+		t.label(), x.wait, &etcdconn.Error{Err: last}, x.progress(ctx, v, t))
 }
 
 // progress says how far learner t is behind the leader.
@@ -199,7 +199,7 @@ func (x *executor) remove(ctx context.Context, v *View, t *Member) (string, erro
 		default:
 			if err := x.moveLeader(ctx, v, t, to); err != nil {
 				if !x.force {
-					return "", fmt.Errorf("%s leads, and handing leadership to %s failed: %s; nothing was changed (force: true removes it anyway)",
+					return "", fmt.Errorf("%s leads, and handing leadership to %s failed: %w; nothing was changed (force: true removes it anyway)",
 						t.label(), to.label(), err)
 				}
 				x.warn("force: removing the leader %s although handing leadership to %s failed: %s", t.label(), to.label(), err)
@@ -231,7 +231,7 @@ func (x *executor) remove(ctx context.Context, v *View, t *Member) (string, erro
 	if last != nil {
 		ms, lerr := x.list(ctx, cli)
 		if lerr != nil || hasID(ms, t.ID) {
-			return note, fmt.Errorf("remove %s: %s", t.label(), describe(last))
+			return note, &etcdconn.Error{Op: "remove " + t.label(), Err: last}
 		}
 	}
 	if _, err := x.waitLeader(ctx, eps, t.ID); err != nil {
@@ -261,7 +261,7 @@ func (x *executor) moveLeader(ctx context.Context, v *View, t, to *Member) error
 	cctx, cancel := context.WithTimeout(ctx, x.conn.CommandTimeoutDuration())
 	defer cancel()
 	if _, err := cli.MoveLeader(cctx, to.ID); err != nil {
-		return errors.New(describe(err))
+		return &etcdconn.Error{Err: err}
 	}
 	_, err = x.waitLeader(ctx, v.callEndpoints(t.ID), t.ID)
 	return err

@@ -251,6 +251,9 @@ func TestIs(t *testing.T) {
 			t.Errorf("%v not recognised", err)
 		}
 	}
+	if text := errors.New("promote: " + rpctypes.ErrorDesc(notReady)); is(text, rpctypes.ErrGRPCLearnerNotReady) {
+		t.Error("an error that only has the text of 'not ready' taken for it")
+	}
 }
 
 func TestTransient(t *testing.T) {

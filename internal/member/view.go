@@ -180,18 +180,20 @@ func observe(ctx context.Context, o etcdconn.Options, endpoints []string) (*View
 	given := etcdconn.ProbeAll(ctx, o, endpoints)
 	v := &View{endpointOwner: map[string]uint64{}}
 	var answered []etcdconn.EndpointStatus
+	var failed []error
 	clusters := map[uint64][]string{}
 	for _, s := range given {
 		if s.Status == nil {
 			v.Unreachable = append(v.Unreachable, probeError(s))
 			v.unreachable = append(v.unreachable, s.Endpoint)
+			failed = append(failed, s.Err)
 			continue
 		}
 		answered = append(answered, s)
 		clusters[s.Status.Header.ClusterId] = append(clusters[s.Status.Header.ClusterId], s.Endpoint)
 	}
 	if len(answered) == 0 {
-		return nil, fmt.Errorf("none of the endpoints answered: %s", strings.Join(v.Unreachable, "; "))
+		return nil, fmt.Errorf("none of the endpoints answered: %w", etcdconn.Join(failed...))
 	}
 	if len(clusters) > 1 {
 		var parts []string
@@ -312,7 +314,7 @@ func listMembers(ctx context.Context, o etcdconn.Options, answered []etcdconn.En
 		return nil, false, fmt.Errorf("only learners answered (%s), and a learner cannot list the members: give a voting member's endpoint",
 			strings.Join(eps, ", "))
 	}
-	var errs []string
+	var errs []error
 	list := func(ep string, opts ...clientv3.OpOption) ([]*memberPB, error) {
 		cli, err := etcdconn.New(o, ep)
 		if err != nil {
@@ -323,7 +325,7 @@ func listMembers(ctx context.Context, o etcdconn.Options, answered []etcdconn.En
 		defer cancel()
 		resp, err := cli.MemberList(cctx, opts...)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s", ep, etcdconn.Describe(err))
+			return nil, &etcdconn.Error{Op: ep, Err: err}
 		}
 		return resp.Members, nil
 	}
@@ -335,16 +337,16 @@ func listMembers(ctx context.Context, o etcdconn.Options, answered []etcdconn.En
 		if err == nil {
 			return ms, false, nil
 		}
-		errs = append(errs, err.Error())
+		errs = append(errs, err)
 	}
 	for _, s := range voters {
 		ms, err := list(s.Endpoint, clientv3.WithSerializable())
 		if err == nil {
 			return ms, true, nil
 		}
-		errs = append(errs, err.Error())
+		errs = append(errs, err)
 	}
-	return nil, false, fmt.Errorf("cannot list the members: %s", strings.Join(errs, "; "))
+	return nil, false, fmt.Errorf("cannot list the members: %w", etcdconn.Join(errs...))
 }
 
 func probeError(s etcdconn.EndpointStatus) string {

@@ -154,7 +154,7 @@ func Execute(ctx context.Context, data []byte, spec Spec, h Handler) (out Result
 				out["exception"] = string(debug.Stack())
 			}
 		}
-		out = scrub(out, secrets, meta.NoLog)
+		out = scrub(out, secrets)
 	}()
 
 	opts, meta, err := ParseArgs(data)
@@ -222,7 +222,7 @@ const masked = "********"
 
 // scrub replaces every occurrence of a secret in the result's strings, so a
 // no_log value can never leak through an error message.
-func scrub(r Result, secrets []string, noLog bool) Result {
+func scrub(r Result, secrets []string) Result {
 	if len(secrets) == 0 {
 		return r
 	}
@@ -258,73 +258,79 @@ func scrub(r Result, secrets []string, noLog bool) Result {
 		}
 		return v
 	}
-	_ = noLog
 	return walk(r).(Result)
 }
 
-// Main is the whole main function of a module binary: it reads the args file
-// named by argv[1] (or standard input when there is none), runs h, prints
-// the result as one JSON object on the real stdout and exits. Anything else
-// that writes to stdout during the run (a library's logger, a stray print)
-// is sent to stderr instead, so Ansible always reads valid JSON.
-func Main(spec Spec, h Handler) {
-	out, restore, err := captureStdout()
-	if err != nil {
-		out = os.Stdout
-		restore = func() {}
-	}
-	code := run(os.Args, os.Stdin, out, spec, h)
-	restore()
-	os.Exit(code)
-}
-
-// Entry is one module of a multi-call binary.
+// Entry is one module the binary serves: its name, options and handler.
 type Entry struct {
+	Name    string
 	Spec    Spec
 	Handler Handler
 }
 
-// MainMulti is Main for a binary that serves several modules: it picks the
-// module by the _ansible_module_name key of the args (which Ansible always
-// sends), or else by the name the binary was called as.
-func MainMulti(entries map[string]Entry) {
+// Main is the whole main function of the binary, which serves every module
+// in entries. It picks the module by the _ansible_module_name key of the
+// args (which Ansible sends, and the action plugin relies on), or else by
+// the name the binary was called as (a copy at library/<module>). It reads
+// the args file named by argv[1] (or standard input when there is none),
+// runs the module, prints the result as one JSON object on the real stdout
+// and exits. Anything else that writes to stdout during the run (a
+// library's logger, a stray print) is sent to stderr instead, so Ansible
+// always reads valid JSON.
+func Main(entries ...Entry) {
 	out, restore, err := captureStdout()
 	if err != nil {
 		out = os.Stdout
 		restore = func() {}
 	}
-	code := runMulti(os.Args, os.Stdin, out, entries)
+	code := run(os.Args, os.Stdin, out, entries)
 	restore()
 	os.Exit(code)
 }
 
-func runMulti(args []string, stdin io.Reader, out io.Writer, entries map[string]Entry) int {
+func run(args []string, stdin io.Reader, out io.Writer, entries []Entry) int {
 	data, err := readArgs(args, stdin)
 	if err != nil {
 		return finish(out, Result{"failed": true, "changed": false, "msg": err.Error()})
 	}
 	_, meta, err := ParseArgs(data)
-	name := meta.ModuleName
-	if i := strings.LastIndex(name, "."); i >= 0 {
-		name = name[i+1:] // a collection's FQCN
+	if err != nil {
+		return finish(out, Result{"failed": true, "changed": false, "msg": err.Error()})
 	}
-	if name == "" && len(args) > 0 {
-		name = filepath.Base(args[0])
-	}
-	e, ok := entries[name]
-	if err != nil || !ok {
-		names := make([]string, 0, len(entries))
-		for n := range entries {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		msg := fmt.Sprintf("this binary serves the modules %s, not %q", strings.Join(names, ", "), name)
-		if err != nil {
-			msg = err.Error()
-		}
-		return finish(out, Result{"failed": true, "changed": false, "msg": msg})
+	e, err := pick(entries, meta.ModuleName, args)
+	if err != nil {
+		return finish(out, Result{"failed": true, "changed": false, "msg": err.Error()})
 	}
 	return finish(out, Execute(context.Background(), data, e.Spec, e.Handler))
+}
+
+// pick finds the module by the name Ansible gave it (the last part of a
+// collection's FQCN), or else by the binary's own name.
+func pick(entries []Entry, moduleName string, args []string) (Entry, error) {
+	if i := strings.LastIndex(moduleName, "."); i >= 0 {
+		moduleName = moduleName[i+1:]
+	}
+	var called string
+	if len(args) > 0 {
+		called = filepath.Base(args[0])
+	}
+	for _, name := range []string{moduleName, called} {
+		for _, e := range entries {
+			if name != "" && e.Name == name {
+				return e, nil
+			}
+		}
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name)
+	}
+	sort.Strings(names)
+	name := moduleName
+	if name == "" {
+		name = called
+	}
+	return Entry{}, fmt.Errorf("this binary serves the modules %s, not %q", strings.Join(names, ", "), name)
 }
 
 func readArgs(args []string, stdin io.Reader) ([]byte, error) {
@@ -350,14 +356,6 @@ func finish(out io.Writer, res Result) int {
 		return 1
 	}
 	return 0
-}
-
-func run(args []string, stdin io.Reader, out io.Writer, spec Spec, h Handler) int {
-	data, err := readArgs(args, stdin)
-	if err != nil {
-		return finish(out, Result{"failed": true, "changed": false, "msg": err.Error()})
-	}
-	return finish(out, Execute(context.Background(), data, spec, h))
 }
 
 func writeResult(w io.Writer, res Result) error {

@@ -169,9 +169,9 @@ func TestRunWritesOneJSONObject(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	code := run([]string{"mod", args}, strings.NewReader(""), &out, testSpec, func(ctx context.Context, m *Module) (Result, error) {
+	code := run([]string{"mod", args}, strings.NewReader(""), &out, []Entry{{Name: "mod", Spec: testSpec, Handler: func(ctx context.Context, m *Module) (Result, error) {
 		return Result{"changed": true}, nil
-	})
+	}}})
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
@@ -184,25 +184,25 @@ func TestRunWritesOneJSONObject(t *testing.T) {
 		t.Fatal("more than one JSON value on stdout")
 	}
 	out.Reset()
-	code = run([]string{"mod", filepath.Join(dir, "missing")}, strings.NewReader(""), &out, testSpec, nil)
+	code = run([]string{"mod", filepath.Join(dir, "missing")}, strings.NewReader(""), &out, []Entry{{Name: "mod", Spec: testSpec}})
 	if code != 1 || !strings.Contains(out.String(), "cannot read module arguments") {
 		t.Fatalf("code %d out %s", code, out.String())
 	}
 	out.Reset()
-	code = run([]string{"mod"}, strings.NewReader(`{"name":"stdin"}`), &out, testSpec, func(ctx context.Context, m *Module) (Result, error) {
+	code = run([]string{"mod"}, strings.NewReader(`{"name":"stdin"}`), &out, []Entry{{Name: "mod", Spec: testSpec, Handler: func(ctx context.Context, m *Module) (Result, error) {
 		return Result{"name": m.Params["name"]}, nil
-	})
+	}}})
 	if code != 0 || !strings.Contains(out.String(), `"name":"stdin"`) {
 		t.Fatalf("stdin args: code %d out %s", code, out.String())
 	}
 }
 
-func TestRunMultiDispatchesByModuleName(t *testing.T) {
-	entries := map[string]Entry{
-		"one": {Spec: Spec{Options: []Option{{Name: "x", Type: TypeInt}}}, Handler: func(ctx context.Context, m *Module) (Result, error) {
+func TestRunDispatchesByModuleName(t *testing.T) {
+	entries := []Entry{
+		{Name: "one", Spec: Spec{Options: []Option{{Name: "x", Type: TypeInt}}}, Handler: func(ctx context.Context, m *Module) (Result, error) {
 			return Result{"who": "one", "x": m.Params["x"]}, nil
 		}},
-		"two": {Spec: Spec{}, Handler: func(ctx context.Context, m *Module) (Result, error) {
+		{Name: "two", Spec: Spec{}, Handler: func(ctx context.Context, m *Module) (Result, error) {
 			return Result{"who": "two"}, nil
 		}},
 	}
@@ -213,13 +213,17 @@ func TestRunMultiDispatchesByModuleName(t *testing.T) {
 		{"by module name", "etcdops", `{"_ansible_module_name":"one","x":"2"}`, `"who":"one"`, 0},
 		{"by FQCN", "etcdops", `{"_ansible_module_name":"etcdops.etcd.two"}`, `"who":"two"`, 0},
 		{"by argv0", "/tmp/two", `{}`, `"who":"two"`, 0},
+		{"by argv0 when the module name is not served", "/x/library/two", `{"_ansible_module_name":"my_two"}`, `"who":"two"`, 0},
+		{"module name before argv0", "/x/library/two", `{"_ansible_module_name":"one"}`, `"who":"one"`, 0},
+		{"bad args named", "/x/library/two", `{"a":`, `module arguments are not a JSON object`, 1},
 		{"options checked per module", "etcdops", `{"_ansible_module_name":"two","x":1}`, `unsupported parameters: x`, 1},
 		{"unknown module", "etcdops", `{"_ansible_module_name":"three"}`, `serves the modules one, two, not \"three\"`, 1},
+		{"no module name, binary not named after one", "/x/etcdops", `{}`, `serves the modules one, two, not \"etcdops\"`, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			code := runMulti([]string{tt.argv0}, strings.NewReader(tt.args), &out, entries)
+			code := run([]string{tt.argv0}, strings.NewReader(tt.args), &out, entries)
 			if code != tt.code || !strings.Contains(out.String(), tt.want) {
 				t.Fatalf("code %d out %s; want %d and %s", code, out.String(), tt.code, tt.want)
 			}

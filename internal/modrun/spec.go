@@ -37,8 +37,7 @@ type Option struct {
 	Required bool
 	Default  any // applied when the option is absent or null
 	Choices  []string
-	NoLog    bool   // never echoed back (invocation is masked)
-	Help     string // one line, for error messages; full docs live in the sidecar YAML
+	NoLog    bool // never echoed back (invocation is masked)
 }
 
 // Spec is a module's whole argument specification.

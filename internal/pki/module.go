@@ -1,11 +1,5 @@
 package pki
 
-// The etcd_cert Ansible module, run on the deploy node, issues (or
-// reissues, when names, addresses or usage change, the CA changes, or
-// expiry nears) one member or client certificate. The CA is the cluster's
-// existing one (ca_cert, ca_key: kubeasz's cfssl CA, say), or one the module
-// creates once in path. state=info only reads a certificate.
-
 import (
 	"context"
 	"errors"

@@ -4,6 +4,11 @@
 // package creates or by a CA the cluster already has (kubeasz's cfssl CA:
 // RSA, or ECDSA, or Ed25519). Issued keys are ECDSA P-256, which every etcd
 // release since 3.0 accepts and which are cheap to generate.
+//
+// It is also the etcd_cert module (RunModule), run on the deploy node: it
+// keeps the certificates in a directory (Store), issues (or reissues, when
+// names, addresses or usage change, the CA changed, or expiry nears) one
+// member or client certificate, and reports on one (state=info).
 package pki
 
 import (

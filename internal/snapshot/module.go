@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-
 	"github.com/etcdops/etcdops/internal/discover"
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
@@ -192,15 +190,12 @@ func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, erro
 		return nil
 	}
 	if _, err := Save(ctx, cli, p.path, p.mode, o.CommandTimeoutDuration(), check); err != nil {
-		// Once data has flowed, the connection and its TLS were fine: a
-		// reset then is the member or the network going away, not the
-		// certificate trouble Describe reads into a reset.
 		var se *StreamError
 		if errors.As(err, &se) && se.Received > 0 {
-			return nil, fmt.Errorf("snapshot of %s to %s: the stream broke after %d bytes (the member stopped or the connection was lost): %s; nothing was kept",
-				src.Endpoint, p.path, se.Received, rpctypes.ErrorDesc(se.Err))
+			return nil, fmt.Errorf("snapshot of %s to %s: the stream broke after %d bytes (the member stopped or the connection was lost): %w; nothing was kept",
+				src.Endpoint, p.path, se.Received, &etcdconn.Error{Err: se.Err})
 		}
-		return nil, fmt.Errorf("snapshot of %s to %s: %s", src.Endpoint, p.path, etcdconn.Describe(err))
+		return nil, &etcdconn.Error{Op: fmt.Sprintf("snapshot of %s to %s", src.Endpoint, p.path), Err: err}
 	}
 	took := time.Since(start).Seconds()
 	res = statusResult(st)

@@ -27,13 +27,43 @@ var repoRoot = func() string {
 	return filepath.Clean(filepath.Join(wd, "..", ".."))
 }()
 
+// labEnv is the lab these tests use, read from the variables lab/lab.sh
+// reads, with the same defaults, so that two labs can run side by side.
+type labEnv struct {
+	State  string // LAB_STATE: machines, mounts, the SSH key
+	Subnet string // LAB_SUBNET: the first three octets of the machines' IPs
+	Bridge string // LAB_BRIDGE
+	Prefix string // LAB_PREFIX: machines are PREFIX1..PREFIXN
+}
+
+func currentLab() labEnv {
+	get := func(name, def string) string {
+		if v := os.Getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	return labEnv{
+		State:  get("LAB_STATE", "/var/lib/etcd-lab"),
+		Subnet: get("LAB_SUBNET", "10.77.0"),
+		Bridge: get("LAB_BRIDGE", "etcdlab0"),
+		Prefix: get("LAB_PREFIX", "lab"),
+	}
+}
+
+// IP is the address of machine PREFIXi, as lab.sh's machine_ip gives it.
+func (e labEnv) IP(i int) string { return fmt.Sprintf("%s.%d", e.Subnet, 10+i) }
+
+// Key is the SSH key that reaches the machines.
+func (e labEnv) Key() string { return filepath.Join(e.State, "ssh", "id_ed25519") }
+
 // Lab is one scenario's view of the lab: freshly booted machines, its own
 // inventory file and certificate directory.
 type Lab struct {
 	t         *testing.T
 	Inventory string
 	PKIDir    string
-	Hosts     []string // IPs of lab1..labN
+	Hosts     []string // IPs of PREFIX1..PREFIXN
 	key       string
 }
 
@@ -50,9 +80,10 @@ func NewLab(t *testing.T, n, etcd int) *Lab {
 		t.Fatalf("lab up: %v\n%s", err, out)
 	}
 	t.Logf("lab up %d machines: %s", n, time.Since(start).Round(time.Millisecond))
-	l := &Lab{t: t, Inventory: inv, PKIDir: filepath.Join(dir, "pki"), key: "/var/lib/etcd-lab/ssh/id_ed25519"}
+	env := currentLab()
+	l := &Lab{t: t, Inventory: inv, PKIDir: filepath.Join(dir, "pki"), key: env.Key()}
 	for i := 1; i <= n; i++ {
-		l.Hosts = append(l.Hosts, fmt.Sprintf("10.77.0.%d", 10+i))
+		l.Hosts = append(l.Hosts, env.IP(i))
 	}
 	return l
 }

@@ -38,20 +38,21 @@ func TestLabLifecycle(t *testing.T) {
 		t.Fatalf("lab down: %v\n%s", err, out)
 	}
 	// Nothing left behind.
-	if out, _ := exec.Command("pgrep", "-f", "systemd-nspawn -D /var/lib/etcd-lab").Output(); len(out) > 0 {
+	lab := currentLab()
+	if out, _ := exec.Command("pgrep", "-f", "systemd-nspawn -D "+lab.State+"/").Output(); len(out) > 0 {
 		t.Fatalf("nspawn processes left: %s", out)
 	}
 	mounts, _ := os.ReadFile("/proc/mounts")
-	if strings.Contains(string(mounts), "/var/lib/etcd-lab/") {
-		t.Fatal("mounts left under /var/lib/etcd-lab")
+	if strings.Contains(string(mounts), lab.State+"/") {
+		t.Fatalf("mounts left under %s", lab.State)
 	}
 	links, _ := exec.Command("ip", "-o", "link", "show").Output()
-	for _, name := range []string{"etcdlab0", "vb-lab"} {
+	for _, name := range []string{lab.Bridge + ":", "vb-" + lab.Prefix} {
 		if strings.Contains(string(links), name) {
-			t.Fatalf("link %s left:\n%s", name, links)
+			t.Fatalf("link %s left:\n%s", strings.TrimSuffix(name, ":"), links)
 		}
 	}
-	if _, err := os.Stat("/var/lib/etcd-lab/machines"); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(lab.State, "machines")); !os.IsNotExist(err) {
 		t.Fatalf("machine state left: %v", err)
 	}
 }

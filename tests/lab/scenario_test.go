@@ -28,8 +28,9 @@ func TestOperatorWorkflow(t *testing.T) {
 	backups := filepath.Join(t.TempDir(), "backup")
 	bk := "etcd_backup_dir=" + backups
 	h1, h4, h5 := l.Hosts[0], l.Hosts[3], l.Hosts[4]
+	var rest []string // the members left after the removals
 	times := map[string][]time.Duration{}
-	twice := func(playbook string, extra ...string) {
+	twice := func(t *testing.T, l *Lab, playbook string, extra ...string) {
 		t.Helper()
 		first := l.MustPlaybook(playbook, extra...)
 		second := l.MustPlaybook(playbook, extra...)
@@ -44,139 +45,184 @@ func TestOperatorWorkflow(t *testing.T) {
 		}
 	}()
 
-	// Check mode on fresh machines predicts the deployment and starts nothing.
-	l.MustPlaybook("playbooks/02.etcd.yml", bk, "--check")
-	if out, _ := l.SSH(h1, "systemctl is-active etcd"); strings.TrimSpace(out) == "active" {
-		t.Fatal("02.etcd.yml --check started etcd")
-	}
-	twice("playbooks/02.etcd.yml", bk)
-	l.PutKeys(h1, "snap/", 0, 1000)
-
-	// Add the 4th member. Both spare hosts go into [new-etcd], as the
-	// seed's operator does: a run adds the first, and the next run the other.
-	l.MoveHost(h4, "lab_spare", "new-etcd")
-	l.MoveHost(h5, "lab_spare", "new-etcd")
-	// First in check mode: the diff shows the inventory edit, nothing changes.
-	inv := l.InventoryText()
-	r := l.MustPlaybook("playbooks/19.addetcd.yml", bk, "--check", "--diff")
-	if !strings.Contains(r.Output, "\n+"+h4+"\n") || l.InventoryText() != inv {
-		t.Fatalf("check mode: no diff adding %s to [etcd], or the inventory changed\n%s", h4, tail(r.Output, 60))
-	}
-	l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3")
-	r = l.MustPlaybook("playbooks/19.addetcd.yml", bk)
-	times["playbooks/19.addetcd.yml"] = append(times["playbooks/19.addetcd.yml"], r.Duration)
-	if !strings.Contains(r.Output, "run the playbook again for the next") {
-		t.Fatalf("no word that only the first of two new hosts was added\n%s", tail(r.Output, 40))
-	}
-	l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3", "etcd-"+h4)
-	l.ExpectGroup("etcd", h1, l.Hosts[1], l.Hosts[2], h4)
-	l.ExpectGroup("new-etcd", h5)
-	if got := l.Count(h4, "snap/"); got != 1000 {
-		t.Fatalf("the new member holds %d of the 1000 keys", got)
-	}
-
-	// The 5th cannot start (its client port is taken): rolled back.
-	l.MustSSH(h5, "systemd-run --unit=porthog python3 -m http.server 2379 --bind "+h5+" && sleep 1")
-	before := l.InventoryText()
-	r = l.Playbook("playbooks/19.addetcd.yml", bk)
-	if !r.Failed() || !strings.Contains(r.Output, "could not join the cluster and was removed again") {
-		t.Fatalf("adding a member whose port is taken did not fail with the rollback message\n%s", tail(r.Output, 60))
-	}
-	if l.InventoryText() != before {
-		t.Fatal("a failed add changed the inventory")
-	}
-	l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3", "etcd-"+h4)
-	if out, _ := l.SSH(h5, "systemctl is-active etcd"); strings.TrimSpace(out) == "active" {
-		t.Fatal("etcd still runs on the host whose join was rolled back")
-	}
-	// Re-running once the port is free completes the job.
-	l.MustSSH(h5, "systemctl stop porthog")
-	twice("playbooks/19.addetcd.yml", bk)
-	l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3", "etcd-"+h4, "etcd-"+h5)
-	l.ExpectGroup("new-etcd")
-
-	// Remove the leader, first in check mode, which changes nothing.
-	leader := l.LeaderIP(h1)
-	inv = l.InventoryText()
-	l.MustPlaybook("playbooks/tools/remove_etcd_node.yml", bk, "ETCD_TO_DEL="+leader, "--check", "--diff")
-	if l.InventoryText() != inv {
-		t.Fatal("remove_etcd_node.yml --check changed the inventory")
-	}
-	l.ExpectVoterCount(h1, 5)
-	twice("playbooks/tools/remove_etcd_node.yml", bk, "ETCD_TO_DEL="+leader)
-	rest := without(l.Hosts, leader)
-	l.ExpectVoterCount(rest[0], 4)
-	l.ExpectGroup("etcd", rest...)
-	if out, _ := l.SSH(leader, "systemctl is-enabled etcd; ls -d /var/lib/etcd.removed-*"); !strings.Contains(out, "disabled") || !strings.Contains(out, "/var/lib/etcd.removed-") {
-		t.Fatalf("the removed leader's etcd is not disabled with its data moved aside: %s", out)
-	}
-
-	// Remove a member whose machine is powered off.
-	dead := rest[len(rest)-1]
-	l.Machine("stop", dead)
-	twice("playbooks/tools/remove_etcd_node.yml", bk, "ETCD_TO_DEL="+dead)
-	rest = without(rest, dead)
-	l.ExpectVoterCount(rest[0], 3)
-	l.ExpectGroup("etcd", rest...)
-
-	// A removal that would break quorum is refused and changes nothing.
-	l.Machine("stop", rest[2])
-	before = l.InventoryText()
-	r = l.Playbook("playbooks/tools/remove_etcd_node.yml", bk, "ETCD_TO_DEL="+rest[0])
-	if !r.Failed() || !strings.Contains(r.Output, "quorum") {
-		t.Fatalf("a quorum-breaking removal was not refused\n%s", tail(r.Output, 40))
-	}
-	if l.InventoryText() != before {
-		t.Fatal("a refused removal changed the inventory")
-	}
-	l.ExpectVoterCount(rest[0], 3)
-	l.Machine("start", rest[2])
-	l.WaitHealthy(rest[2])
-
-	// Back up, write more, restore; each first in check mode.
-	pre, _ := filepath.Glob(filepath.Join(backups, "snapshot_*"))
-	l.MustPlaybook("playbooks/23.backup.yml", bk, "--check")
-	if post, _ := filepath.Glob(filepath.Join(backups, "snapshot_*")); len(post) != len(pre) {
-		t.Fatalf("23.backup.yml --check wrote to the backup directory: %v, before %v", post, pre)
-	}
-	first := l.MustPlaybook("playbooks/23.backup.yml", bk)
-	times["playbooks/23.backup.yml"] = append(times["playbooks/23.backup.yml"], first.Duration)
-	snaps, _ := filepath.Glob(filepath.Join(backups, "snapshot_*.db"))
-	if len(snaps) == 0 {
-		t.Fatal("no snapshot_<timestamp>.db in the backup directory")
-	}
-	latest := filepath.Join(backups, "snapshot.db")
-	if fileSum(t, latest) != fileSum(t, snaps[len(snaps)-1]) {
-		t.Fatal("snapshot.db is not the newest snapshot")
-	}
-	l.PutKeys(rest[0], "after/", 0, 200)
-	l.MustPlaybook("playbooks/24.restore.yml", bk, "--check")
-	if got := l.Count(rest[0], "after/"); got != 200 {
-		t.Fatalf("24.restore.yml --check changed the data: %d of 200 keys left", got)
-	}
-	twice("playbooks/24.restore.yml", bk)
-	for _, h := range rest {
-		if got := l.Count(h, "snap/"); got != 1000 {
-			t.Fatalf("%s holds %d of the 1000 keys after the restore", h, got)
+	if !step(t, l, "deploy", func(t *testing.T, l *Lab) {
+		// Check mode on fresh machines predicts the deployment and starts nothing.
+		l.MustPlaybook("playbooks/02.etcd.yml", bk, "--check")
+		if out, _ := l.SSH(h1, "systemctl is-active etcd"); strings.TrimSpace(out) == "active" {
+			t.Fatal("02.etcd.yml --check started etcd")
 		}
-		if got := l.Count(h, "after/"); got != 0 {
-			t.Fatalf("%s holds %d keys written after the backup", h, got)
-		}
+		twice(t, l, "playbooks/02.etcd.yml", bk)
+		l.PutKeys(h1, "snap/", 0, 1000)
+	}) {
+		return
 	}
-	l.ExpectVoterCount(rest[0], 3)
-	ids := ""
-	for _, h := range rest {
-		var got []string
-		for _, m := range l.Members(h) {
-			got = append(got, fmt.Sprintf("%x=%s", m.ID, m.Name))
+
+	if !step(t, l, "add a 4th member", func(t *testing.T, l *Lab) {
+		// Both spare hosts go into [new-etcd], as the seed's operator does:
+		// a run adds the first, and the next run the other.
+		l.MoveHost(h4, "lab_spare", "new-etcd")
+		l.MoveHost(h5, "lab_spare", "new-etcd")
+		// First in check mode: the diff shows the inventory edit, nothing changes.
+		inv := l.InventoryText()
+		r := l.MustPlaybook("playbooks/19.addetcd.yml", bk, "--check", "--diff")
+		if !strings.Contains(r.Output, "\n+"+h4+"\n") || l.InventoryText() != inv {
+			t.Fatalf("check mode: no diff adding %s to [etcd], or the inventory changed\n%s", h4, tail(r.Output, 60))
 		}
-		slices.Sort(got)
-		if ids == "" {
-			ids = strings.Join(got, ",")
-		} else if strings.Join(got, ",") != ids {
-			t.Fatalf("members disagree after the restore: %s vs %s", ids, strings.Join(got, ","))
+		l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3")
+		r = l.MustPlaybook("playbooks/19.addetcd.yml", bk)
+		times["playbooks/19.addetcd.yml"] = append(times["playbooks/19.addetcd.yml"], r.Duration)
+		if !strings.Contains(r.Output, "run the playbook again for the next") {
+			t.Fatalf("no word that only the first of two new hosts was added\n%s", tail(r.Output, 40))
 		}
+		l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3", "etcd-"+h4)
+		l.ExpectGroup("etcd", h1, l.Hosts[1], l.Hosts[2], h4)
+		l.ExpectGroup("new-etcd", h5)
+		if got := l.Count(h4, "snap/"); got != 1000 {
+			t.Fatalf("the new member holds %d of the 1000 keys", got)
+		}
+	}) {
+		return
 	}
+
+	if !step(t, l, "a 5th whose port is taken is rolled back", func(t *testing.T, l *Lab) {
+		l.MustSSH(h5, "systemd-run --unit=porthog python3 -m http.server 2379 --bind "+h5+" && sleep 1")
+		before := l.InventoryText()
+		r := l.Playbook("playbooks/19.addetcd.yml", bk)
+		if !r.Failed() || !strings.Contains(r.Output, "could not join the cluster and was removed again") {
+			t.Fatalf("adding a member whose port is taken did not fail with the rollback message\n%s", tail(r.Output, 60))
+		}
+		if l.InventoryText() != before {
+			t.Fatal("a failed add changed the inventory")
+		}
+		l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3", "etcd-"+h4)
+		if out, _ := l.SSH(h5, "systemctl is-active etcd"); strings.TrimSpace(out) == "active" {
+			t.Fatal("etcd still runs on the host whose join was rolled back")
+		}
+	}) {
+		return
+	}
+
+	if !step(t, l, "the 5th joins once its port is free", func(t *testing.T, l *Lab) {
+		l.MustSSH(h5, "systemctl stop porthog")
+		twice(t, l, "playbooks/19.addetcd.yml", bk)
+		l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3", "etcd-"+h4, "etcd-"+h5)
+		l.ExpectGroup("new-etcd")
+	}) {
+		return
+	}
+
+	if !step(t, l, "remove the leader", func(t *testing.T, l *Lab) {
+		// First in check mode, which changes nothing.
+		leader := l.LeaderIP(h1)
+		inv := l.InventoryText()
+		l.MustPlaybook("playbooks/tools/remove_etcd_node.yml", bk, "ETCD_TO_DEL="+leader, "--check", "--diff")
+		if l.InventoryText() != inv {
+			t.Fatal("remove_etcd_node.yml --check changed the inventory")
+		}
+		l.ExpectVoterCount(h1, 5)
+		twice(t, l, "playbooks/tools/remove_etcd_node.yml", bk, "ETCD_TO_DEL="+leader)
+		rest = without(l.Hosts, leader)
+		l.ExpectVoterCount(rest[0], 4)
+		l.ExpectGroup("etcd", rest...)
+		if out, _ := l.SSH(leader, "systemctl is-enabled etcd; ls -d /var/lib/etcd.removed-*"); !strings.Contains(out, "disabled") || !strings.Contains(out, "/var/lib/etcd.removed-") {
+			t.Fatalf("the removed leader's etcd is not disabled with its data moved aside: %s", out)
+		}
+	}) {
+		return
+	}
+
+	if !step(t, l, "remove a powered-off member", func(t *testing.T, l *Lab) {
+		dead := rest[len(rest)-1]
+		l.Machine("stop", dead)
+		twice(t, l, "playbooks/tools/remove_etcd_node.yml", bk, "ETCD_TO_DEL="+dead)
+		rest = without(rest, dead)
+		l.ExpectVoterCount(rest[0], 3)
+		l.ExpectGroup("etcd", rest...)
+	}) {
+		return
+	}
+
+	if !step(t, l, "refuse a removal that would break quorum", func(t *testing.T, l *Lab) {
+		l.Machine("stop", rest[2])
+		before := l.InventoryText()
+		r := l.Playbook("playbooks/tools/remove_etcd_node.yml", bk, "ETCD_TO_DEL="+rest[0])
+		if !r.Failed() || !strings.Contains(r.Output, "quorum") {
+			t.Fatalf("a quorum-breaking removal was not refused\n%s", tail(r.Output, 40))
+		}
+		if l.InventoryText() != before {
+			t.Fatal("a refused removal changed the inventory")
+		}
+		l.ExpectVoterCount(rest[0], 3)
+		l.Machine("start", rest[2])
+		l.WaitHealthy(rest[2])
+	}) {
+		return
+	}
+
+	if !step(t, l, "back up", func(t *testing.T, l *Lab) {
+		// First in check mode, which writes nothing.
+		pre, _ := filepath.Glob(filepath.Join(backups, "snapshot_*"))
+		l.MustPlaybook("playbooks/23.backup.yml", bk, "--check")
+		if post, _ := filepath.Glob(filepath.Join(backups, "snapshot_*")); len(post) != len(pre) {
+			t.Fatalf("23.backup.yml --check wrote to the backup directory: %v, before %v", post, pre)
+		}
+		first := l.MustPlaybook("playbooks/23.backup.yml", bk)
+		times["playbooks/23.backup.yml"] = append(times["playbooks/23.backup.yml"], first.Duration)
+		snaps, _ := filepath.Glob(filepath.Join(backups, "snapshot_*.db"))
+		if len(snaps) == 0 {
+			t.Fatal("no snapshot_<timestamp>.db in the backup directory")
+		}
+		latest := filepath.Join(backups, "snapshot.db")
+		if fileSum(t, latest) != fileSum(t, snaps[len(snaps)-1]) {
+			t.Fatal("snapshot.db is not the newest snapshot")
+		}
+	}) {
+		return
+	}
+
+	step(t, l, "write more and restore", func(t *testing.T, l *Lab) {
+		// First in check mode, which changes nothing.
+		l.PutKeys(rest[0], "after/", 0, 200)
+		l.MustPlaybook("playbooks/24.restore.yml", bk, "--check")
+		if got := l.Count(rest[0], "after/"); got != 200 {
+			t.Fatalf("24.restore.yml --check changed the data: %d of 200 keys left", got)
+		}
+		twice(t, l, "playbooks/24.restore.yml", bk)
+		for _, h := range rest {
+			if got := l.Count(h, "snap/"); got != 1000 {
+				t.Fatalf("%s holds %d of the 1000 keys after the restore", h, got)
+			}
+			if got := l.Count(h, "after/"); got != 0 {
+				t.Fatalf("%s holds %d keys written after the backup", h, got)
+			}
+		}
+		l.ExpectVoterCount(rest[0], 3)
+		ids := ""
+		for _, h := range rest {
+			var got []string
+			for _, m := range l.Members(h) {
+				got = append(got, fmt.Sprintf("%x=%s", m.ID, m.Name))
+			}
+			slices.Sort(got)
+			if ids == "" {
+				ids = strings.Join(got, ",")
+			} else if strings.Join(got, ",") != ids {
+				t.Fatalf("members disagree after the restore: %s vs %s", ids, strings.Join(got, ","))
+			}
+		}
+	})
+}
+
+// step runs one step of a scenario as a subtest, with a view of the lab
+// that reports to the subtest; it returns false when the step failed, and
+// then the scenario stops (each step needs what the ones before did).
+func step(t *testing.T, l *Lab, name string, f func(t *testing.T, l *Lab)) bool {
+	t.Helper()
+	return t.Run(name, func(t *testing.T) {
+		sub := *l
+		sub.t = t
+		f(t, &sub)
+	})
 }
 
 var changedLine = regexp.MustCompile(`(?m)^changed: .*$`)

@@ -14,16 +14,12 @@ import (
 	"github.com/etcdops/etcdops/internal/etcdtest"
 )
 
-// TestBinary builds the module and runs it as Ansible does, with an args
-// file, against a real (embedded) cluster: stdout must be exactly one JSON
-// object, stderr empty, the exit status 0 on success and 1 on failure.
-func TestBinary(t *testing.T) {
+// TestMember runs the binary as Ansible runs library/etcd_member, with an
+// args file, against a real (embedded) cluster: stdout must be exactly one
+// JSON object, stderr empty, the exit status 0 on success and 1 on failure.
+func TestMember(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "etcd_member")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := binary(t, dir, "etcd_member")
 	c := etcdtest.NewCluster(t, 1)
 	m0 := c.Members[0]
 

@@ -1,4 +1,4 @@
-package registry
+package main
 
 import (
 	"fmt"
@@ -42,7 +42,8 @@ type sidecar struct {
 // elements, default, choices and required flag, and the sidecar may document
 // nothing the code does not accept.
 func TestSidecarsMatchSpecs(t *testing.T) {
-	for name, entry := range Modules() {
+	for _, entry := range modules {
+		name := entry.Name
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join("..", "..", "library", name+".yml")
 			data, err := os.ReadFile(path)
@@ -73,6 +74,32 @@ func TestSidecarsMatchSpecs(t *testing.T) {
 			}
 			compareOptions(t, entry.Spec, doc.Documentation.Options)
 		})
+	}
+}
+
+// TestEveryModuleIsServed: each package under modules/ is in the list the
+// binary serves, and the list holds nothing else (make build links
+// library/<name> for each directory there).
+func TestEveryModuleIsServed(t *testing.T) {
+	dirs, err := os.ReadDir(filepath.Join("..", "..", "modules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got []string
+	for _, d := range dirs {
+		if d.IsDir() {
+			want = append(want, d.Name())
+		}
+	}
+	for _, e := range modules {
+		got = append(got, e.Name)
+		if e.Handler == nil {
+			t.Errorf("%s has no handler", e.Name)
+		}
+	}
+	sort.Strings(got)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the binary serves %v; modules/ holds %v", got, want)
 	}
 }
 

@@ -12,15 +12,13 @@ import (
 	"github.com/etcdops/etcdops/internal/etcdtest"
 )
 
-// TestBinary builds the module and runs it as Ansible does, with an args
-// file holding Ansible's internal keys (some unknown to this runtime):
-// stdout must be exactly one JSON object.
-func TestBinary(t *testing.T) {
+// TestSnapshot runs the binary as the action plugin runs it, under its own
+// name with the module named in the args file, which holds Ansible's
+// internal keys (some unknown to this runtime): stdout must be exactly one
+// JSON object.
+func TestSnapshot(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "etcd_snapshot")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := binary(t, dir, "etcdops")
 	c := etcdtest.NewCluster(t, 1)
 	for _, check := range []bool{true, false} {
 		args, _ := json.Marshal(map[string]any{
