@@ -87,7 +87,7 @@ func DeployKubeasz(t *testing.T, l *Lab, version string, etcdHosts []string, ext
 		t.Fatal(err)
 	}
 	k.args = append([]string{"base_dir=" + base, string(hosts),
-		"etcd_bin_src=" + kubeaszEtcdBin(), "cfssl_bin_src=" + kubeaszCfssl(t)}, extra...)
+		"etcd_bin_src=" + kubeaszEtcdBin(t), "cfssl_bin_src=" + kubeaszCfssl(t)}, extra...)
 	k.Redeploy()
 	return k
 }
@@ -105,28 +105,40 @@ func (k *Kubeasz) Playbook() string {
 }
 
 // kubeaszEtcdBin is the etcd the fixtures install: $ETCD_BIN_SRC (make
-// matrix), else the project's bin/ (make etcd-bin).
-func kubeaszEtcdBin() string {
+// matrix), else what lab/etcdbin/build.sh builds (cached; make etcd-bin).
+func kubeaszEtcdBin(t *testing.T) string {
+	t.Helper()
 	if src := os.Getenv("ETCD_BIN_SRC"); src != "" {
 		return src
 	}
-	return filepath.Join(repoRoot, "bin")
+	return buildScript(t, filepath.Join("lab", "etcdbin", "build.sh"))
 }
 
-// kubeaszCfssl builds (once, cached) cfssl and cfssljson and returns
-// their directory.
+// kubeaszCfssl is where lab/cfssl/build.sh builds (once, cached) cfssl
+// and cfssljson.
 func kubeaszCfssl(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command("bash", filepath.Join(repoRoot, "lab", "cfssl", "build.sh"))
+	return buildScript(t, filepath.Join("lab", "cfssl", "build.sh"))
+}
+
+// buildScript runs one of the lab's build scripts and returns the
+// directory it prints last.
+func buildScript(t *testing.T, script string) string {
+	t.Helper()
+	cmd := exec.Command("bash", filepath.Join(repoRoot, script))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("lab/cfssl/build.sh: %v\n%s", err, stderr.String())
+		t.Fatalf("%s: %v\n%s", script, err, stderr.String())
 	}
-	t.Logf("cfssl: %s", time.Since(start).Round(time.Millisecond))
-	return strings.TrimSpace(string(out))
+	lines := strings.Fields(string(out))
+	if len(lines) == 0 {
+		t.Fatalf("%s printed no directory\n%s", script, stderr.String())
+	}
+	t.Logf("%s: %s", script, time.Since(start).Round(time.Millisecond))
+	return lines[len(lines)-1]
 }
 
 // Env is the environment in which ansible reaches the lab's machines with
@@ -526,8 +538,8 @@ func checkKubeaszMember(t *testing.T, k *Kubeasz, host string) {
 }
 
 // checkKubeaszCluster checks membership, keys on every member, and the
-// listeners kubeasz's flags open: plain http on 127.0.0.1, and TLS that
-// asks for no client certificate.
+// listeners kubeasz's flags open: plain http on 127.0.0.1 that asks for
+// nothing, and TLS that asks for a client certificate.
 func checkKubeaszCluster(t *testing.T, k *Kubeasz) {
 	t.Helper()
 	var names []string
@@ -555,13 +567,17 @@ func checkKubeaszCluster(t *testing.T, k *Kubeasz) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		out, err := k.Exec(h, "", k.Member.Etcdctl, "--endpoints=http://127.0.0.1:2379", "get", "--prefix", "kz/", "--count-only", "-w", "json")
+		out, err := k.Exec(h, "", k.Member.Etcdctl, "--endpoints=http://127.0.0.1:2379", "get", "--prefix", "kz/", "--keys-only", "-w", "json")
 		if err != nil || !strings.Contains(out, `"count":250`) {
 			t.Fatalf("%s: the plain http listener on 127.0.0.1:2379 does not answer: %v\n%s", h, err, out)
 		}
-		out, err = k.Exec(h, "", k.Member.Etcdctl, "--endpoints=https://"+h+":2379", "--cacert="+k.Member.CACert, "endpoint", "health")
-		if err != nil {
-			t.Fatalf("%s: TLS without a client certificate refused (kubeasz sets no --client-cert-auth): %v\n%s", h, err, out)
+		// kubeasz sets no --client-cert-auth, but etcd requires a client
+		// certificate on its TLS listener all the same, because
+		// --trusted-ca-file is set.
+		out, err = k.Exec(h, "", k.Member.Etcdctl, "--endpoints=https://"+h+":2379", "--cacert="+k.Member.CACert,
+			"--dial-timeout=2s", "--command-timeout=3s", "endpoint", "health")
+		if err == nil {
+			t.Fatalf("%s: the TLS listener answers a client without a certificate\n%s", h, out)
 		}
 	}
 }
