@@ -98,8 +98,8 @@ func ParseArgs(argv []string) (map[string]string, error) {
 	return flags, nil
 }
 
-// envName is the ETCD_* variable etcd reads for a flag.
-func envName(flag string) string {
+// EnvName is the ETCD_* variable etcd reads for a flag.
+func EnvName(flag string) string {
 	return "ETCD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 

@@ -144,7 +144,7 @@ func ParseUnitFile(data []byte) (Unit, error) {
 		case "ExecStart":
 			words, err := SplitCommand(o.Value)
 			if err != nil {
-				return Unit{}, fmt.Errorf("ExecStart: %w", err)
+				return Unit{}, fmt.Errorf("the unit's ExecStart= line: %w", err)
 			}
 			if len(words) > 0 {
 				words[0] = strings.TrimLeft(words[0], "-@:+!")
@@ -157,7 +157,7 @@ func ParseUnitFile(data []byte) (Unit, error) {
 			}
 			words, err := SplitCommand(o.Value)
 			if err != nil {
-				return Unit{}, fmt.Errorf("Environment: %w", err)
+				return Unit{}, fmt.Errorf("the unit's Environment= line: %w", err)
 			}
 			u.Environment = append(u.Environment, words...)
 		case "EnvironmentFile":

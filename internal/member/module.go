@@ -24,7 +24,7 @@ import (
 // connection options and the member options.
 var ModuleSpec = modrun.Spec{
 	Options: append(etcdconn.SpecOptions(),
-		modrun.Option{Name: "state", Type: modrun.TypeStr, Default: "present", Choices: []string{"present", "absent", "info"}},
+		modrun.Option{Name: "state", Type: modrun.TypeStr, Choices: []string{"present", "absent", "info"}},
 		modrun.Option{Name: "name", Type: modrun.TypeStr},
 		modrun.Option{Name: "peer_urls", Type: modrun.TypeList, Elements: modrun.TypeStr},
 		modrun.Option{Name: "id", Type: modrun.TypeStr},
@@ -55,6 +55,18 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // request validates the member options.
 func (o options) request() (request, error) {
+	if o.State == "" {
+		// Omitted: a member described is to be present; nothing described
+		// lists the cluster (`ansible etcd -m etcd_member`).
+		switch {
+		case o.Name != "" || len(o.PeerURLs) > 0 || o.Learner != nil:
+			o.State = "present"
+		case o.ID != "":
+			return request{}, fmt.Errorf("id %q is only for state=absent: say state=absent to remove that member", o.ID)
+		default:
+			o.State = "info"
+		}
+	}
 	r := request{state: o.State, name: o.Name, learner: o.Learner, force: o.Force}
 	if o.Name != "" && !nameRE.MatchString(o.Name) {
 		return r, fmt.Errorf("name %q: a member name is 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit (like etcd1 or etcd-192.168.1.6)", o.Name)

@@ -503,6 +503,12 @@ func TestSingleMember(t *testing.T) {
 	if n := len(listed(t, c)); n != 1 {
 		t.Fatalf("%d members", n)
 	}
+	t.Run("no state and no member lists the cluster", func(t *testing.T) {
+		r := mustOK(t, execute(t, args(c, nil)))
+		if r.Changed || len(r.Members) != 1 || r.Members[0].Name != "m0" {
+			t.Fatalf("%+v", r)
+		}
+	})
 
 	m1 := c.NewMember("m1")
 	t.Run("a voting member is refused", func(t *testing.T) {
@@ -552,7 +558,9 @@ func TestBadArguments(t *testing.T) {
 		{"wrong type", base("dial_timeout", "soon"), "argument 'dial_timeout' is of type str and we were unable to convert to float"},
 		{"wrong bool", base("learner", "perhaps"), "argument 'learner' is of type str and we were unable to convert to bool"},
 		{"bad state", base("state", "gone"), "value of state must be one of: present, absent, info, got: gone"},
-		{"present without peer_urls", base("peer_urls", nil), "state is present but all of the following are missing: peer_urls"},
+		{"present without peer_urls", base("state", "present", "peer_urls", nil), "state is present but all of the following are missing: peer_urls"},
+		{"a name alone means present, which needs peer_urls", base("peer_urls", nil), "state=present needs the member's peer_urls"},
+		{"an id alone", map[string]any{"endpoints": []string{"https://127.0.0.1:1"}, "id": "abc"}, `id "abc" is only for state=absent`},
 		{"peer_urls and id", base("state", "absent", "id", "abc"), "parameters are mutually exclusive: peer_urls|id"},
 		{"cert without key", base("client_cert", "/x.pem"), "parameters are required together: client_cert, client_key"},
 		{"bad peer URL", base("peer_urls", []string{"10.0.0.1:2380"}), `peer_urls: "10.0.0.1:2380"`},

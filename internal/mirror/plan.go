@@ -128,7 +128,7 @@ func Make(donor discover.Member, r Request) (Plan, error) {
 			continue
 		}
 		seen[name] = true
-		kv := envVar(name) + "=" + value(name, s.Value)
+		kv := discover.EnvName(name) + "=" + value(name, s.Value)
 		if s.From == "" {
 			unitEnv = append(unitEnv, kv)
 		} else {
@@ -142,7 +142,7 @@ func Make(donor discover.Member, r Request) (Plan, error) {
 		}
 		if donor.Layout == "env-file" && len(donor.Unit.EnvironmentFiles) > 0 {
 			f := donor.Unit.EnvironmentFiles[0].Path
-			envFiles[f] = append(envFiles[f], envVar(name)+"="+own[name])
+			envFiles[f] = append(envFiles[f], discover.EnvName(name)+"="+own[name])
 		} else {
 			argv = append(argv, "--"+name+"="+own[name])
 		}
@@ -183,10 +183,6 @@ func Make(donor discover.Member, r Request) (Plan, error) {
 		PeerCertFile: donor.PeerTLS.CertFile, PeerKeyFile: donor.PeerTLS.KeyFile, PeerTrustedCAFile: donor.PeerTLS.TrustedCAFile,
 	}
 	return p, nil
-}
-
-func envVar(flag string) string {
-	return "ETCD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 // flagArg is one flag of a command line as written: raw is "--name" (or
