@@ -62,6 +62,40 @@ func adoptKubeasz(t *testing.T, version string) {
 		t.Fatalf("ansible -m etcd_snapshot on a kubeasz member: %v\n%s", err, out)
 	}
 
+	// etcd_facts names the layout and asks the member for its IDs; a host
+	// without etcd says so.
+	out, err = kubeaszAnsible(k, h[0], "-m", "etcd_facts")
+	if err != nil || !strings.Contains(out, `"layout": "kubeasz-`+strings.Split(version, ".")[0]+`"`) || !strings.Contains(out, `"healthy": true`) {
+		t.Fatalf("ansible -m etcd_facts on a kubeasz member: %v\n%s", err, out)
+	}
+	if out, err = kubeaszAnsible(k, h[1], "-m", "etcd_facts"); err != nil || !strings.Contains(out, `"found": false`) {
+		t.Fatalf("ansible -m etcd_facts on a host without etcd: %v\n%s", err, out)
+	}
+
+	// 02.etcd.yml does not install over a cluster it did not deploy.
+	pid := k.MainPID(h[0])
+	if r := k.RunPlaybook("playbooks/02.etcd.yml"); !r.Failed() || !strings.Contains(r.Output, "which this project did") ||
+		k.MainPID(h[0]) != pid {
+		t.Fatalf("02.etcd.yml on a kubeasz member was not refused, or restarted it\n%s", tail(r.Output, 30))
+	}
+
+	// Without the CA key an add is refused before any change, naming the file.
+	inv := readFile(t, k.Inventory)
+	if err := os.Rename(k.CAKey, k.CAKey+".away"); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{}
+	if version == "3.7" {
+		args = append(args, "NODE_TO_ADD="+h[1])
+	}
+	if r := k.RunPlaybook("playbooks/19.addetcd.yml", args...); !r.Failed() || !strings.Contains(r.Output, k.CAKey) ||
+		readFile(t, k.Inventory) != inv || len(k.Members(h[0])) != 1 {
+		t.Fatalf("an add without the CA key was not refused before any change\n%s", tail(r.Output, 30))
+	}
+	if err := os.Rename(k.CAKey+".away", k.CAKey); err != nil {
+		t.Fatal(err)
+	}
+
 	// Grow 1 → 2 → 3 → 4, as each kubeasz version's operator does it.
 	for i := 1; i < len(h); i++ {
 		pids := map[string]int{}
@@ -80,7 +114,15 @@ func adoptKubeasz(t *testing.T, version string) {
 				t.Fatalf("19.addetcd.yml --check failed or changed something\n%s", tail(r.Output, 60))
 			}
 		}
-		r := twice("playbooks/19.addetcd.yml", args...)
+		var r Run
+		if version == "3.7" || i == len(h)-1 {
+			r = twice("playbooks/19.addetcd.yml", args...)
+		} else { // the seed's way: each run adds the first host of [new-etcd]
+			r = k.RunPlaybook("playbooks/19.addetcd.yml")
+			if r.Failed() || !strings.Contains(r.Output, "run the playbook again for the next") {
+				t.Fatalf("19.addetcd.yml with %d hosts in [new-etcd]\n%s", len(h)-i, tail(r.Output, 60))
+			}
+		}
 		t.Logf("add %d→%d: %s", i, i+1, r.Duration.Round(time.Millisecond))
 		for m, pid := range pids {
 			if got := k.MainPID(m); got != pid {
@@ -104,7 +146,7 @@ func adoptKubeasz(t *testing.T, version string) {
 	}
 
 	// Malformed input changes nothing.
-	inv := readFile(t, k.Inventory)
+	inv = readFile(t, k.Inventory)
 	if r := k.RunPlaybook("playbooks/tools/remove_etcd_node.yml", "ETCD_TO_DEL=not-an-ip;rm"); !r.Failed() ||
 		!strings.Contains(r.Output, "neither an IPv4 address nor a host") || readFile(t, k.Inventory) != inv {
 		t.Fatalf("a malformed ETCD_TO_DEL was not refused, or changed the inventory\n%s", tail(r.Output, 30))
@@ -160,24 +202,29 @@ func expectKubeaszVoters(t *testing.T, k *Kubeasz, host string, names []string) 
 // own, from kubeasz's CA, for its own address.
 func checkNewKubeaszMember(t *testing.T, k *Kubeasz, old, added string) {
 	t.Helper()
-	oldFlags, oldUnit := parseUnit(k.MustExec(old, "cat", k.Member.Unit))
-	newFlags, newUnit := parseUnit(k.MustExec(added, "cat", k.Member.Unit))
-	for key, v := range oldUnit {
-		if newUnit[key] != v {
-			t.Errorf("the new member's unit has %s=%q, the others %q", key, newUnit[key], v)
+	oldUnit, oldFlags := parseUnit(k.MustExec(old, "cat", k.Member.Unit))
+	newUnit, newFlags := parseUnit(k.MustExec(added, "cat", k.Member.Unit))
+	for key, vs := range oldUnit {
+		if key == "ExecStart" {
+			continue
+		}
+		if got, want := strings.Join(newUnit[key], "\n"), strings.Join(vs, "\n"); got != want {
+			t.Errorf("the new member's unit has %s=%q, the others %q", key, got, want)
 		}
 	}
-	for flag, vs := range oldFlags {
+	for flag, v := range oldFlags {
 		switch flag {
 		case "name", "initial-cluster", "initial-cluster-state":
 			continue
 		}
-		want := strings.ReplaceAll(strings.Join(vs, ","), old, added)
-		if got := strings.Join(newFlags[flag], ","); got != want {
+		if got, want := newFlags[flag], strings.ReplaceAll(v, old, added); got != want {
 			t.Errorf("the new member's --%s is %q, want %q", flag, got, want)
 		}
 	}
-	if got := strings.Join(newFlags["initial-cluster-state"], ""); got != "existing" {
+	if len(newFlags) != len(oldFlags) {
+		t.Errorf("the new member has %d flags, the others %d", len(newFlags), len(oldFlags))
+	}
+	if got := newFlags["initial-cluster-state"]; got != "existing" {
 		t.Errorf("the new member's --initial-cluster-state is %q", got)
 	}
 	cert := parseCert(t, []byte(k.MustExec(added, "cat", k.Member.Cert)))
