@@ -4,6 +4,7 @@ package lab
 
 import (
 	"crypto/x509"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -31,8 +32,16 @@ func adoptKubeasz(t *testing.T, version string) {
 	l := NewLab(t, 4, 0)
 	h := l.Hosts
 	var extra []string
+	// The member names: kubeasz 3.x's etcd-<ip>; in 2.x each host's
+	// NODE_NAME, which the operator writes on its [new-etcd] line too.
+	name := func(i int) string { return "etcd-" + h[i] }
 	if version == "2.2" {
-		extra = []string{`{"kubeasz_new_etcd": ["` + strings.Join(h[1:], `","`) + `"]}`}
+		name = func(i int) string { return fmt.Sprintf("etcd%d", i+1) }
+		var lines []string
+		for i := 1; i < len(h); i++ {
+			lines = append(lines, `"`+h[i]+` NODE_NAME=`+name(i)+`"`)
+		}
+		extra = []string{`{"kubeasz_new_etcd": [` + strings.Join(lines, ",") + `]}`}
 	}
 	start := time.Now()
 	k := DeployKubeasz(t, l, version, h[:1], extra...)
@@ -54,7 +63,7 @@ func adoptKubeasz(t *testing.T, version string) {
 
 	// Ad hoc, with no arguments, on a member: the module finds its TLS files.
 	out, err := kubeaszAnsible(k, h[0], "-m", "etcd_member")
-	if err != nil || !strings.Contains(out, k.NodeName(h[0])) {
+	if err != nil || !strings.Contains(out, name(0)) {
 		t.Fatalf("ansible -m etcd_member on a kubeasz member: %v\n%s", err, out)
 	}
 	out, err = kubeaszAnsible(k, h[0], "-m", "etcd_snapshot", "-a", "path=/tmp/adhoc.db")
@@ -68,7 +77,7 @@ func adoptKubeasz(t *testing.T, version string) {
 	if err != nil || !strings.Contains(out, `"layout": "kubeasz-`+strings.Split(version, ".")[0]+`"`) || !strings.Contains(out, `"healthy": true`) {
 		t.Fatalf("ansible -m etcd_facts on a kubeasz member: %v\n%s", err, out)
 	}
-	if out, err = kubeaszAnsible(k, h[1], "-m", "etcd_facts"); err != nil || !strings.Contains(out, `"found": false`) {
+	if out, err = kubeaszAnsible(k, h[1], "-i", h[1]+",", "-m", "etcd_facts"); err != nil || !strings.Contains(out, `"found": false`) {
 		t.Fatalf("ansible -m etcd_facts on a host without etcd: %v\n%s", err, out)
 	}
 
@@ -130,8 +139,8 @@ func adoptKubeasz(t *testing.T, version string) {
 			}
 		}
 		names := []string{}
-		for _, m := range h[:i+1] {
-			names = append(names, k.NodeName(m))
+		for j := range h[:i+1] {
+			names = append(names, name(j))
 		}
 		expectKubeaszVoters(t, k, h[0], names)
 		for _, m := range h[:i+1] {
@@ -155,8 +164,8 @@ func adoptKubeasz(t *testing.T, version string) {
 	// Remove the first host of [etcd], by IP.
 	twice("playbooks/tools/remove_etcd_node.yml", "ETCD_TO_DEL="+h[0])
 	names := []string{}
-	for _, m := range h[1:] {
-		names = append(names, k.NodeName(m))
+	for j := 1; j < len(h); j++ {
+		names = append(names, name(j))
 	}
 	expectKubeaszVoters(t, k, h[1], names)
 	if got := ansibleInventory(t, k).group("etcd"); !sameSet(got, h[1:]) {
