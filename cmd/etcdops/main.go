@@ -7,9 +7,13 @@ import (
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
 	"github.com/etcdops/etcdops/internal/registry"
+	"github.com/etcdops/etcdops/internal/snapshot"
 )
 
 func main() {
+	if snapshot.RunCheckChildIfAsked() {
+		return
+	}
 	etcdconn.Silence()
 	modrun.MainMulti(registry.Modules())
 }

@@ -6,6 +6,12 @@ package main
 import (
 	"github.com/etcdops/etcdops/internal/modrun"
 	"github.com/etcdops/etcdops/internal/pki"
+	"github.com/etcdops/etcdops/internal/snapshot"
 )
 
-func main() { modrun.Main(pki.ModuleSpec, pki.RunModule) }
+func main() {
+	if snapshot.RunCheckChildIfAsked() {
+		return
+	}
+	modrun.Main(pki.ModuleSpec, pki.RunModule)
+}

@@ -6,9 +6,13 @@ import (
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/member"
 	"github.com/etcdops/etcdops/internal/modrun"
+	"github.com/etcdops/etcdops/internal/snapshot"
 )
 
 func main() {
+	if snapshot.RunCheckChildIfAsked() {
+		return
+	}
 	etcdconn.Silence()
 	modrun.Main(member.ModuleSpec, member.RunModule)
 }

@@ -9,6 +9,9 @@ import (
 )
 
 func main() {
+	if snapshot.RunCheckChildIfAsked() {
+		return
+	}
 	etcdconn.Silence()
 	modrun.Main(snapshot.ModuleSpec, snapshot.RunModule)
 }

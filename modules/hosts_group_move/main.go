@@ -6,8 +6,12 @@ package main
 import (
 	"github.com/etcdops/etcdops/internal/inventory"
 	"github.com/etcdops/etcdops/internal/modrun"
+	"github.com/etcdops/etcdops/internal/snapshot"
 )
 
 func main() {
+	if snapshot.RunCheckChildIfAsked() {
+		return
+	}
 	modrun.Main(inventory.ModuleSpec, inventory.RunModule)
 }
