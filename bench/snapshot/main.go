@@ -55,6 +55,7 @@ type config struct {
 	rounds    int
 	etcdBin   string
 	module    string
+	compare   string
 	cacheDir  string
 	out       string
 }
@@ -67,6 +68,7 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 5, "rounds (each saves once with every program, and reads a status with both)")
 	flag.StringVar(&c.etcdBin, "etcd-bin", envOr("ETCD_BIN_DIR", "bin"), "directory with etcd, etcdctl and etcdutl")
 	flag.StringVar(&c.module, "module", "library/etcd_snapshot", "the etcd_snapshot binary module")
+	flag.StringVar(&c.compare, "compare", "", "another build of etcd_snapshot to measure beside it (\"candidate\")")
 	flag.StringVar(&c.cacheDir, "cache", "/var/cache/etcd-lab", "where the filled databases are kept between runs")
 	flag.StringVar(&c.out, "out", "build/bench-snapshot.txt", "report file (also printed)")
 	flag.Parse()
@@ -164,22 +166,27 @@ func runSet(ctx context.Context, c config, set dataset, b *strings.Builder) erro
 	if err != nil {
 		return err
 	}
-	module := func(args map[string]any) *exec.Cmd {
+	module := func(bin string, args map[string]any) *exec.Cmd {
 		f := filepath.Join(work, fmt.Sprintf("args-%d.json", time.Now().UnixNano()))
 		data, _ := json.Marshal(args)
 		if err := os.WriteFile(f, data, 0o600); err != nil {
 			panic(err)
 		}
-		return exec.Command(c.module, f)
+		return exec.Command(bin, f)
 	}
 	arms := []arm{
 		{"etcdctl", func(p string) *exec.Cmd {
 			return exec.Command(filepath.Join(c.etcdBin, "etcdctl"), "--endpoints="+url, "snapshot", "save", p)
 		}},
 		{"etcd_snapshot", func(p string) *exec.Cmd {
-			return module(map[string]any{"state": "saved", "path": p, "endpoints": []string{url}})
+			return module(c.module, map[string]any{"state": "saved", "path": p, "endpoints": []string{url}})
 		}},
 		{"discard", func(string) *exec.Cmd { return exec.Command(self, "-discard", url) }},
+	}
+	if c.compare != "" {
+		arms = append(arms, arm{"candidate", func(p string) *exec.Cmd {
+			return module(c.compare, map[string]any{"state": "saved", "path": p, "endpoints": []string{url}})
+		}})
 	}
 	// A first save with each warms the page cache and checks that all work.
 	var size int64
@@ -222,13 +229,17 @@ func runSet(ctx context.Context, c config, set dataset, b *strings.Builder) erro
 		float64(size)/(1<<20), set.name, version(c.etcdBin), c.rounds, time.Now().UTC().Format(time.RFC3339))
 	ours, ctl, dis := got["etcd_snapshot"], got["etcdctl"], got["discard"]
 	for i := range ours {
-		fmt.Fprintf(b, "  round %d: discard %5.2fs   etcdctl %5.2fs (cpu %4.2fs) %s   etcd_snapshot %5.2fs (cpu %4.2fs) %s\n", i+1,
-			dis[i].wall.Seconds(), ctl[i].wall.Seconds(), ctl[i].cpu.Seconds(), ctl[i].mem(),
+		fmt.Fprintf(b, "  round %d: discard %5.2fs (cpu %4.2fs)   etcdctl %5.2fs (cpu %4.2fs) %s   etcd_snapshot %5.2fs (cpu %4.2fs) %s\n", i+1,
+			dis[i].wall.Seconds(), dis[i].cpu.Seconds(), ctl[i].wall.Seconds(), ctl[i].cpu.Seconds(), ctl[i].mem(),
 			ours[i].wall.Seconds(), ours[i].cpu.Seconds(), ours[i].mem())
 	}
 	fmt.Fprintf(b, "  save / discard:  etcd_snapshot %s   etcdctl %s\n", ratios(ours, dis), ratios(ctl, dis))
 	fmt.Fprintf(b, "  save / etcdctl:  etcd_snapshot %s\n", ratios(ours, ctl))
 	fmt.Fprintf(b, "  peak memory (max over rounds): etcd_snapshot %s, etcdctl %s\n", peak(ours), peak(ctl))
+	if cand := got["candidate"]; cand != nil {
+		fmt.Fprintf(b, "  candidate: / discard %s, / etcdctl %s, / etcd_snapshot %s, peak %s\n",
+			ratios(cand, dis), ratios(cand, ctl), ratios(cand, ours), peak(cand))
+	}
 	return benchStatus(b, c, work, arms[1].cmd, module)
 }
 
@@ -236,7 +247,7 @@ func runSet(ctx context.Context, c config, set dataset, b *strings.Builder) erro
 // against `etcdutl snapshot status`, then reads its status with both in
 // turn for c.rounds rounds. etcd_snapshot also verifies the sha256 trailer
 // and runs bbolt's consistency check (as etcdutl does).
-func benchStatus(b *strings.Builder, c config, work string, save func(string) *exec.Cmd, module func(map[string]any) *exec.Cmd) error {
+func benchStatus(b *strings.Builder, c config, work string, save func(string) *exec.Cmd, module func(string, map[string]any) *exec.Cmd) error {
 	p := filepath.Join(work, "status.db")
 	saved, err := measure(save(p))
 	if err != nil {
@@ -246,23 +257,28 @@ func benchStatus(b *strings.Builder, c config, work string, save func(string) *e
 	etcdutl := func() *exec.Cmd {
 		return exec.Command(filepath.Join(c.etcdBin, "etcdutl"), "snapshot", "status", "-w", "json", p)
 	}
-	ours := func() *exec.Cmd { return module(map[string]any{"state": "status", "path": p}) }
+	status := func(bin string) func() *exec.Cmd {
+		return func() *exec.Cmd { return module(bin, map[string]any{"state": "status", "path": p}) }
+	}
+	progs := []struct {
+		name string
+		cmd  func() *exec.Cmd
+	}{{"etcdutl", etcdutl}, {"etcd_snapshot", status(c.module)}}
+	if c.compare != "" {
+		progs = append(progs, struct {
+			name string
+			cmd  func() *exec.Cmd
+		}{"candidate", status(c.compare)})
+	}
 	got := map[string][]measurement{}
 	for i := 0; i < c.rounds; i++ {
-		order := []string{"etcdutl", "etcd_snapshot"}
-		if i%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, who := range order {
-			mk := etcdutl
-			if who == "etcd_snapshot" {
-				mk = ours
-			}
-			m, err := measure(mk())
+		for j := range progs {
+			pr := progs[(i+j)%len(progs)]
+			m, err := measure(pr.cmd())
 			if err != nil {
 				return err
 			}
-			got[who] = append(got[who], m)
+			got[pr.name] = append(got[pr.name], m)
 		}
 	}
 	mine, theirs := got["etcd_snapshot"], got["etcdutl"]
@@ -275,6 +291,12 @@ func benchStatus(b *strings.Builder, c config, work string, save func(string) *e
 	}
 	fmt.Fprintf(b, "  status / etcdutl: etcd_snapshot %s\n", ratios(mine, theirs))
 	fmt.Fprintf(b, "  peak memory (max over rounds): etcd_snapshot %s, etcdutl %s\n", peak(mine), peak(theirs))
+	if cand := got["candidate"]; cand != nil {
+		if err := sameNumbers(theirs[0].out, cand[0].out); err != nil {
+			return fmt.Errorf("candidate: %w", err)
+		}
+		fmt.Fprintf(b, "  candidate: status / etcdutl %s, peak %s\n", ratios(cand, theirs), peak(cand))
+	}
 	fmt.Fprintf(b, "  etcd_snapshot's save and status return etcdutl's hash, revision and total_keys\n")
 	return nil
 }
@@ -332,7 +354,7 @@ func peak(ms []measurement) string {
 
 // measure runs cmd and returns its wall and CPU time and the peaks of the
 // anonymous and file-backed resident memory of it and its children, which
-// it polls every 2 ms from /proc until cmd exits. (wait4's ru_maxrss of a
+// it polls every 10 ms from /proc until cmd exits. (wait4's ru_maxrss of a
 // child started by os/exec counts the parent's RSS too.)
 func measure(cmd *exec.Cmd) (measurement, error) {
 	var stdout, stderr bytes.Buffer
@@ -346,7 +368,7 @@ func measure(cmd *exec.Cmd) (measurement, error) {
 	polled := make(chan struct{})
 	go func() {
 		defer close(polled)
-		tick := time.NewTicker(2 * time.Millisecond)
+		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			anon, file := treeRSS(cmd.Process.Pid)
