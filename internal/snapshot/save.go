@@ -87,41 +87,24 @@ type chunkSource interface {
 	next(buf []byte) ([]byte, error)
 }
 
-// flushBelow is how close to full a buffer is written out: the next piece
-// (32 KiB from etcd) then still fits.
-const flushBelow = 64 << 10
-
-// writeSize is the size of each write to the file. On Linux (6.x, ext4)
-// writes of 128 KiB and more ask the page cache for large folios, and on
-// a virtual machine those are often memory the host must first fault in:
-// writing 1 GiB took 0.25 to 3 s in 1 MiB writes, a steady 0.27 s in
-// 64 KiB ones (and 0.33 s in the 32 KiB that io.Copy uses).
+// writeSize is the size of each write to the file: two of etcd's 32 KiB
+// pieces. On Linux (6.x, ext4) writes of 128 KiB and more ask the page
+// cache for large folios, and on a virtual machine those are often memory
+// the host must first fault in: writing 1 GiB took 0.25 to 3 s in 1 MiB
+// writes, a steady 0.27 s in 64 KiB ones (and 0.33 s in 32 KiB ones).
 const writeSize = 64 << 10
 
-// writeIn writes p to w in pieces of at most size bytes.
-func writeIn(w io.Writer, p []byte, size int) (int, error) {
-	written := 0
-	for written < len(p) {
-		n, err := w.Write(p[written:min(len(p), written+size)])
-		written += n
-		if err != nil {
-			return written, err
-		}
-	}
-	return written, nil
-}
-
-// copyHashed copies src to dst through a 1 MiB buffer, written out in
-// writeSize pieces, each then hashed by th and counted by prog. (Hashing on
-// a goroutine of its own did not make a save faster in make bench.)
+// copyHashed copies src to dst in writes of about writeSize bytes, each
+// then hashed by th and counted by prog. (Hashing on a goroutine of its
+// own did not make a save faster in make bench.)
 func copyHashed(dst io.Writer, src chunkSource, th *tailHasher, prog *progress) (int64, error) {
 	var total int64
-	buf := make([]byte, 0, 1<<20)
+	buf := make([]byte, 0, writeSize)
 	for {
 		var rerr error
 		buf, rerr = src.next(buf)
-		if len(buf) > 0 && (rerr != nil || cap(buf)-len(buf) < flushBelow) {
-			n, err := writeIn(dst, buf, writeSize)
+		if len(buf) > 0 && (rerr != nil || len(buf) > writeSize/2) {
+			n, err := dst.Write(buf)
 			total += int64(n)
 			prog.Write(buf[:n])
 			if err != nil {
