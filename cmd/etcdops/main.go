@@ -8,6 +8,7 @@ package main
 import (
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
+	"github.com/etcdops/etcdops/internal/snapshot"
 	etcdcert "github.com/etcdops/etcdops/modules/etcd_cert"
 	etcdfacts "github.com/etcdops/etcdops/modules/etcd_facts"
 	etcdmember "github.com/etcdops/etcdops/modules/etcd_member"
@@ -28,6 +29,11 @@ var modules = []modrun.Entry{
 }
 
 func main() {
+	// etcd_snapshot runs bbolt's check in a child of this binary, where a
+	// crash on a damaged database cannot take the module down.
+	if snapshot.RunCheckChildIfAsked() {
+		return
+	}
 	etcdconn.Silence()
 	modrun.Main(modules...)
 }

@@ -1,32 +1,37 @@
 package snapshot
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"io"
 	"os"
 	"sync"
 )
 
 // keySet counts the keys alive at the end of a revision-ordered run of
 // puts and deletes: etcdutl's total_keys, which it computes with a set of
-// every key in memory. Here keys are 128-bit hashes, held in memory up to
-// a limit; past it the set and every later operation are appended to a
-// temporary file, and the count reads that file back in as many passes as
-// it takes to hold about the limit in memory, each pass taking the keys
-// whose hash falls in its share. So memory stays bounded whatever the
-// number of keys (a 1 GiB database of small keys can hold ten million of
-// them: ~500 MB as a map).
+// every key in memory (2M keys took 95 MB as a map of 128-bit hashes).
+// Here keys are 128-bit hashes, held in memory up to a limit; past it
+// every operation, the set's keys first, is appended to a temporary file
+// in one of spillParts parts by its hash's first byte, and the count
+// replays each part on its own: a part holds 1/256 of the keys, so the
+// sets are small (the size a CPU cache holds up to a few million keys,
+// which made them 2–4 times faster than sets of 256k keys).
 type keySet struct {
 	seeds   [2]maphash.Seed // the two halves of a key's hash
 	mem     map[[16]byte]struct{}
 	limit   int      // keys held in memory before spilling
 	spilled *os.File // nil until the first spill
-	w       *bufio.Writer
-	records int // records in spilled
+	size    int64    // bytes written to spilled
+	parts   [spillParts]spillPart
+}
+
+// spillPart is one part of a spilled set: its records not yet written,
+// and where the ones written are.
+type spillPart struct {
+	buf    []byte
+	chunks []int64 // offsets of chunks of partChunk bytes in spilled
 }
 
 // Spill record: one operation byte and the key's hash.
@@ -34,6 +39,8 @@ const (
 	opPut      = 'p'
 	opDel      = 'd'
 	recordSize = 1 + 16
+	spillParts = 256
+	partChunk  = 1024 * recordSize
 )
 
 // defaultKeySetLimit keeps the in-memory set to about 8 MiB.
@@ -59,7 +66,17 @@ func (s *keySet) put(id [16]byte) error {
 	}
 	s.mem[id] = struct{}{}
 	if len(s.mem) > s.limit {
-		return s.startSpilling()
+		f, err := os.CreateTemp("", "etcd_snapshot-keys-")
+		if err != nil {
+			return fmt.Errorf("spill the key set: %w", err)
+		}
+		s.spilled = f
+		for id := range s.mem {
+			if err := s.spill(opPut, id); err != nil {
+				return err
+			}
+		}
+		s.mem = nil
 	}
 	return nil
 }
@@ -72,47 +89,31 @@ func (s *keySet) del(id [16]byte) error {
 	return nil
 }
 
-// startSpilling writes the set out as puts; every later operation is
-// appended after them.
-func (s *keySet) startSpilling() error {
-	f, err := os.CreateTemp("", "etcd_snapshot-keys-")
-	if err != nil {
-		return fmt.Errorf("spill the key set: %w", err)
-	}
-	s.spilled, s.w = f, bufio.NewWriterSize(f, 64<<10)
-	for id := range s.mem {
-		if err := s.spill(opPut, id); err != nil {
-			return err
-		}
-	}
-	s.mem = nil
-	return nil
-}
-
+// spill appends a record to its part, and the part's full chunk to the file.
 func (s *keySet) spill(op byte, id [16]byte) error {
-	var rec [recordSize]byte
-	rec[0] = op
-	copy(rec[1:], id[:])
-	if _, err := s.w.Write(rec[:]); err != nil {
+	p := &s.parts[id[0]]
+	if p.buf == nil {
+		p.buf = make([]byte, 0, partChunk)
+	}
+	p.buf = append(append(p.buf, op), id[:]...)
+	if len(p.buf) < partChunk {
+		return nil
+	}
+	if _, err := s.spilled.Write(p.buf); err != nil {
 		return fmt.Errorf("spill the key set: %w", err)
 	}
-	s.records++
+	p.chunks = append(p.chunks, s.size)
+	s.size += partChunk
+	p.buf = p.buf[:0]
 	return nil
 }
 
-// count returns the number of keys in the set.
+// count returns the number of keys in the set. Two workers replay the
+// parts, one for each of the two cores this is meant to run well on.
 func (s *keySet) count() (int, error) {
 	if s.spilled == nil {
 		return len(s.mem), nil
 	}
-	if err := s.w.Flush(); err != nil {
-		return 0, fmt.Errorf("spill the key set: %w", err)
-	}
-	// Every put record may be a distinct key: share them out so that a
-	// pass holds about limit keys at most. Two passes run at a time, one
-	// for each of the two cores this is meant to run well on.
-	perPass := max(s.limit, 4096) // a tiny limit should not mean a pass per key
-	passes := uint64(max(1, (s.records+perPass-1)/perPass))
 	const workers = 2
 	counts := make([]int, workers)
 	errs := make([]error, workers)
@@ -121,14 +122,19 @@ func (s *keySet) count() (int, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			set := make(map[[16]byte]struct{}, min(s.records, s.limit))
-			for pass := uint64(w); pass < passes; pass += workers {
-				n, err := s.countPass(set, pass, passes)
-				if err != nil {
-					errs[w] = err
-					return
+			set := map[[16]byte]struct{}{}
+			chunk := make([]byte, partChunk)
+			for i := w; i < spillParts; i += workers {
+				p := &s.parts[i]
+				for _, off := range p.chunks {
+					if _, err := s.spilled.ReadAt(chunk, off); err != nil {
+						errs[w] = fmt.Errorf("read the spilled key set: %w", err)
+						return
+					}
+					replayRecords(set, chunk)
 				}
-				counts[w] += n
+				replayRecords(set, p.buf)
+				counts[w] += len(set)
 				clear(set)
 			}
 		}()
@@ -137,37 +143,17 @@ func (s *keySet) count() (int, error) {
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
-	total := 0
-	for _, n := range counts {
-		total += n
-	}
-	return total, nil
+	return counts[0] + counts[1], nil
 }
 
-// countPass replays the spilled operations on the keys whose hash falls
-// in this pass's share and returns how many are left.
-func (s *keySet) countPass(set map[[16]byte]struct{}, pass, passes uint64) (int, error) {
-	buf := make([]byte, recordSize*(64<<10))
-	size := int64(s.records) * recordSize
-	for off := int64(0); off < size; {
-		n, err := s.spilled.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-		if n%recordSize != 0 || (err != nil && !errors.Is(err, io.EOF)) {
-			return 0, fmt.Errorf("read the spilled key set: %d bytes at %d: %v", n, off, err)
+func replayRecords(set map[[16]byte]struct{}, recs []byte) {
+	for ; len(recs) >= recordSize; recs = recs[recordSize:] {
+		if id := [16]byte(recs[1:recordSize]); recs[0] == opPut {
+			set[id] = struct{}{}
+		} else {
+			delete(set, id)
 		}
-		for rec := buf[:n]; len(rec) > 0; rec = rec[recordSize:] {
-			id := [16]byte(rec[1:recordSize])
-			if binary.LittleEndian.Uint64(id[0:8])%passes != pass {
-				continue
-			}
-			if rec[0] == opPut {
-				set[id] = struct{}{}
-			} else {
-				delete(set, id)
-			}
-		}
-		off += int64(n)
 	}
-	return len(set), nil
 }
 
 // close removes the spill file.

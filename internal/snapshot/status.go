@@ -7,6 +7,7 @@ package snapshot
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -15,11 +16,9 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -100,21 +99,43 @@ func readMeta(f *os.File) (boltMeta, error) {
 
 // ReadStatus checks a snapshot file — its bbolt header, its length, the
 // sha256 trailer, bbolt's own consistency check — and computes what
-// `etcdutl snapshot status` prints. It streams the file for the sha256 and
-// reads the database through bbolt's read-only memory map, dropping the
-// pages it has read from the map as it goes and running the check on a
-// cold page cache, so that its memory does not grow with the file;
-// distinct keys are counted by a 128-bit hash of each, in a set that
-// spills to a file when large (keySet).
+// `etcdutl snapshot status` prints. The file is hashed here while a child
+// process runs bbolt's check and reads the numbers (checkInChild), so that
+// a damaged database cannot crash this one.
 func ReadStatus(path string) (Status, error) {
-	return readStatus(path, "")
+	st, f, err := openStatus(path)
+	if err != nil {
+		return st, err
+	}
+	defer f.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	child := make(chan error, 1)
+	go func() { child <- st.checkInChild(ctx, path) }()
+	th := &tailHasher{sum: sha256.New()}
+	_, err = io.Copy(th, io.NewSectionReader(f, 0, st.Size))
+	body, whole, ok := th.sums()
+	corrupt := st.HasTrailer && (!ok || !bytes.Equal(body, th.tail[:]))
+	if err != nil || corrupt {
+		stop() // what bbolt would say no longer matters
+	}
+	cerr := <-child
+	if err != nil {
+		return st, fmt.Errorf("read %s: %w", path, err)
+	}
+	// A trailer that does not match says what happened, whatever bbolt says.
+	if corrupt {
+		return st, fmt.Errorf("%w (the sha256 of its first %d bytes is not the one stored in its last %d)",
+			ErrCorrupt, st.Size-trailerLen, trailerLen)
+	}
+	st.SHA256 = hex.EncodeToString(whole)
+	return st, cerr
 }
 
-// readStatus is ReadStatus; a non-empty wholeSHA256 is the file's sha256,
-// already computed, and its trailer verified, while the file was streamed
-// from etcd: the bytes are then known to be the ones etcd sent, so neither
-// the hash nor bbolt's consistency check (which guards against damage at
-// rest) is repeated, and only etcdutl's numbers are computed.
+// readStatus computes the numbers of a file just streamed from etcd, whose
+// sha256 (wholeSHA256) was computed and trailer verified as it came: the
+// bytes are the ones etcd sent, so neither the hash nor bbolt's check
+// (which guards against damage at rest) is repeated.
 func readStatus(path, wholeSHA256 string) (Status, error) {
 	return readStatusKeys(path, wholeSHA256, defaultKeySetLimit)
 }
@@ -122,162 +143,74 @@ func readStatus(path, wholeSHA256 string) (Status, error) {
 // readStatusKeys is readStatus with the number of keys counted in memory
 // before the count spills to a file.
 func readStatusKeys(path, wholeSHA256 string, keyLimit int) (Status, error) {
+	st, f, err := openStatus(path)
+	if err != nil {
+		return st, err
+	}
+	f.Close()
+	st.SHA256 = wholeSHA256
+	return st, withDB(path, func(db *bolt.DB) error { return st.readNumbers(db, keyLimit) })
+}
+
+// openStatus opens a snapshot file and checks its length against its
+// bbolt header: Size and HasTrailer are set.
+func openStatus(path string) (Status, *os.File, error) {
 	st := Status{Path: path}
 	f, err := os.Open(path)
 	if err != nil {
-		return st, err
+		return st, nil, err
 	}
-	defer f.Close()
+	err = st.checkLength(f)
+	if err != nil {
+		f.Close()
+		return st, nil, err
+	}
+	return st, f, nil
+}
+
+func (st *Status) checkLength(f *os.File) error {
 	info, err := f.Stat()
 	if err != nil {
-		return st, err
+		return err
 	}
 	if !info.Mode().IsRegular() {
-		return st, fmt.Errorf("%s is not a regular file", path)
+		return fmt.Errorf("%s is not a regular file", st.Path)
 	}
 	st.Size = info.Size()
 	meta, err := readMeta(f)
 	if err != nil {
-		return st, err
+		return err
 	}
 	dbLen := int64(meta.pgid) * int64(meta.pageSize)
 	switch {
 	case st.Size == dbLen+trailerLen:
 		st.HasTrailer = true
 	case st.Size < dbLen:
-		return st, fmt.Errorf("%w: %d bytes, but its database header says %d (%d pages of %d bytes)",
+		return fmt.Errorf("%w: %d bytes, but its database header says %d (%d pages of %d bytes)",
 			ErrTruncated, st.Size, dbLen, meta.pgid, meta.pageSize)
 	case st.Size == dbLen, st.Size%int64(meta.pageSize) == 0:
 		// A database file without trailer (a member's db, or one that has
 		// pages beyond its high water mark): nothing to verify it against.
 	default:
-		return st, fmt.Errorf("%w: %d bytes is neither the database's %d bytes nor that plus a %d-byte sha256",
+		return fmt.Errorf("%w: %d bytes is neither the database's %d bytes nor that plus a %d-byte sha256",
 			ErrTruncated, st.Size, dbLen, trailerLen)
 	}
-
-	if wholeSHA256 != "" {
-		// Streamed from etcd and its trailer verified: only the numbers.
-		st.SHA256 = wholeSHA256
-		return st, st.withDB(path, func(db *bolt.DB, md *mapDropper) error { return st.readNumbers(db, md, keyLimit) })
-	}
-	// The sha256 first: bbolt is never run on a file whose trailer says it
-	// is damaged (its check can crash on a damaged database, in a goroutine
-	// of its own where nothing can recover).
-	th := &tailHasher{sum: sha256.New()}
-	if _, err := io.Copy(th, io.NewSectionReader(f, 0, st.Size)); err != nil {
-		return st, fmt.Errorf("read %s: %w", path, err)
-	}
-	body, whole, ok := th.sums()
-	if st.HasTrailer && (!ok || !bytes.Equal(body, th.tail[:])) {
-		return st, fmt.Errorf("%w (the sha256 of its first %d bytes is not the one stored in its last %d)",
-			ErrCorrupt, st.Size-trailerLen, trailerLen)
-	}
-	st.SHA256 = hex.EncodeToString(whole)
-	// Then bbolt's check on a cold page cache (see evictCache), then the
-	// numbers, which read everything: the kernel may read ahead for them.
-	evictCache(f)
-	return st, st.withDB(path, func(db *bolt.DB, md *mapDropper) error {
-		if !st.HasTrailer {
-			// Nothing vouches for these bytes: walk the trees first where
-			// a damaged page's panic can be recovered.
-			if err := walkDB(db, md); err != nil {
-				return err
-			}
-		}
-		if problems := checkDB(db, md); len(problems) > 0 {
-			return fmt.Errorf("%w: bbolt consistency check failed: %s", ErrNotSnapshot, strings.Join(problems, "; "))
-		}
-		md.sequential()
-		return st.readNumbers(db, md, keyLimit)
-	})
-}
-
-// evictCache writes out and drops the file's pages from the page cache.
-// bbolt's check reads the database through its memory map, and in a page
-// that is cached the kernel maps the neighbouring cached pages with it
-// (fault-around, 64 KiB, whatever madvise says): on a cached 1 GiB
-// snapshot the check alone made the whole file resident in this process.
-// From a cold cache each page it touches is read and mapped alone (bbolt
-// asks for random access), which is a few percent of the file. Best
-// effort: where it fails, the check still runs, only with more mapped.
-func evictCache(f *os.File) {
-	f.Sync() // only clean pages can be dropped
-	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	return nil
 }
 
 // withDB opens the database read-only for f.
-func (st *Status) withDB(path string, f func(*bolt.DB, *mapDropper) error) error {
+func withDB(path string, f func(*bolt.DB) error) error {
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("%w: bbolt cannot open it: %v", ErrNotSnapshot, err)
 	}
 	defer db.Close()
-	return f(db, newMapDropper(db, st.Size))
-}
-
-// checkDB runs bbolt's consistency check (what etcdutl runs before it
-// computes its numbers) and returns the first problems it finds, and how
-// many more there were.
-func checkDB(db *bolt.DB, md *mapDropper) []string {
-	var problems []string
-	more := 0
-	db.View(func(tx *bolt.Tx) error {
-		md.during(func() {
-			// Every problem is received: the check's goroutine would
-			// otherwise block for ever on its channel.
-			for err := range tx.Check() {
-				if len(problems) < 5 {
-					problems = append(problems, err.Error())
-				} else {
-					more++
-				}
-			}
-		})
-		return nil
-	})
-	if more > 0 {
-		problems = append(problems, fmt.Sprintf("and %d more", more))
-	}
-	return problems
-}
-
-// walkDB visits every key of every bucket through bbolt's cursors, which
-// reads every branch and leaf page that bbolt's check will visit, on this
-// goroutine. bbolt's check cannot be stopped from crashing the process on
-// a damaged database: it first lists the free pages (etcd does not store
-// its freelist) by walking the trees on a goroutine of its own, with no
-// recover. Here the same bad page number or offset panics where it is
-// recovered, or faults where SetPanicOnFault makes that a panic too.
-func walkDB(db *bolt.DB, md *mapDropper) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: its database is damaged (reading its pages failed: %v)", ErrNotSnapshot, r)
-		}
-	}()
-	var walk func(b *bolt.Bucket)
-	walk = func(b *bolt.Bucket) {
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			md.read(len(k) + 64) // the key and its share of its page
-			if v == nil {
-				if child := b.Bucket(k); child != nil {
-					walk(child)
-				}
-			}
-		}
-	}
-	return db.View(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
-			walk(b)
-			return nil
-		})
-	})
+	return f(db)
 }
 
 // readNumbers computes etcdutl's numbers: the hash, revision, total keys,
 // size and storage version.
-func (st *Status) readNumbers(db *bolt.DB, md *mapDropper, keyLimit int) error {
+func (st *Status) readNumbers(db *bolt.DB, keyLimit int) error {
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	return db.View(func(tx *bolt.Tx) error {
 		st.TotalSize = tx.Size()
@@ -298,7 +231,6 @@ func (st *Status) readNumbers(db *bolt.DB, md *mapDropper, keyLimit int) error {
 			err := b.ForEach(func(k, v []byte) error {
 				crc.Write(k)
 				crc.Write(v)
-				md.read(len(k) + len(v))
 				if isKey {
 					return st.countKey(feed, k, v)
 				}
@@ -309,7 +241,6 @@ func (st *Status) readNumbers(db *bolt.DB, md *mapDropper, keyLimit int) error {
 				return err
 			}
 		}
-		md.drop()
 		if err := feed.finish(); err != nil {
 			return err
 		}

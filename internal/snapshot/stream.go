@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -60,16 +61,18 @@ func (c snapshotCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return c.proto.Unmarshal(data, v)
 }
 
-// decode reads a SnapshotResponse from the pieces of one message.
+// decode reads a SnapshotResponse from the buffers of one message.
 func (c *snapshotChunk) decode(data mem.BufferSlice) error {
 	c.remaining = 0 // proto3 leaves a zero out
-	r := &pieceReader{pieces: data, left: data.Len()}
-	for !r.done() {
+	r := data.Reader()
+	defer r.Close()
+	for r.Remaining() > 0 {
 		tag, err := binary.ReadUvarint(r)
 		if err != nil {
 			return fmt.Errorf("snapshot message: field tag: %w", err)
 		}
 		num, typ := tag>>3, tag&7
+		var skip uint64
 		switch typ {
 		case 0: // varint
 			v, err := binary.ReadUvarint(r)
@@ -80,80 +83,36 @@ func (c *snapshotChunk) decode(data mem.BufferSlice) error {
 				c.remaining = v
 			}
 		case 1: // fixed64
-			err = r.skip(8)
+			skip = 8
 		case 5: // fixed32
-			err = r.skip(4)
+			skip = 4
 		case 2: // length-delimited
-			var n uint64
-			if n, err = binary.ReadUvarint(r); err != nil {
-				break
+			n, err := binary.ReadUvarint(r)
+			if err != nil {
+				return fmt.Errorf("snapshot message: field %d: %w", num, err)
 			}
-			if n > uint64(r.left) {
+			if n > uint64(r.Remaining()) {
 				return fmt.Errorf("snapshot message: field %d: length %d beyond the message's end", num, n)
 			}
 			switch num {
-			case fieldBlob:
-				r.each(int(n), func(p []byte) { c.buf = append(c.buf, p...) })
+			case fieldBlob: // copied from gRPC's buffers straight into buf
+				start := len(c.buf)
+				c.buf = slices.Grow(c.buf, int(n))[:start+int(n)]
+				io.ReadFull(r, c.buf[start:])
 			case fieldVersion:
-				var v []byte
-				r.each(int(n), func(p []byte) { v = append(v, p...) })
+				v := make([]byte, n)
+				io.ReadFull(r, v)
 				c.version = string(v)
 			default:
-				err = r.skip(int(n))
+				skip = n
 			}
 		default:
 			return fmt.Errorf("snapshot message: field %d has wire type %d", num, typ)
 		}
-		if err != nil {
-			return fmt.Errorf("snapshot message: field %d: %w", num, err)
+		if _, err := io.CopyN(io.Discard, r, int64(skip)); err != nil {
+			return fmt.Errorf("snapshot message: field %d: %w", num, io.ErrUnexpectedEOF)
 		}
 	}
-	return nil
-}
-
-// pieceReader reads across the buffers of one received message without
-// joining them.
-type pieceReader struct {
-	pieces mem.BufferSlice
-	cur    []byte // rest of pieces[0]
-	left   int    // bytes not yet read, counting cur
-}
-
-func (r *pieceReader) done() bool { return r.left == 0 }
-
-// fill makes cur non-empty unless every byte has been read.
-func (r *pieceReader) fill() {
-	for len(r.cur) == 0 && len(r.pieces) > 0 {
-		r.cur, r.pieces = r.pieces[0].ReadOnlyData(), r.pieces[1:]
-	}
-}
-
-func (r *pieceReader) ReadByte() (byte, error) {
-	r.fill()
-	if len(r.cur) == 0 {
-		return 0, io.ErrUnexpectedEOF
-	}
-	b := r.cur[0]
-	r.cur, r.left = r.cur[1:], r.left-1
-	return b, nil
-}
-
-// each hands the next n bytes to f, piece by piece; the caller has checked
-// that n bytes are left.
-func (r *pieceReader) each(n int, f func([]byte)) {
-	for n > 0 {
-		r.fill()
-		p := r.cur[:min(n, len(r.cur))]
-		f(p)
-		r.cur, r.left, n = r.cur[len(p):], r.left-len(p), n-len(p)
-	}
-}
-
-func (r *pieceReader) skip(n int) error {
-	if n > r.left {
-		return io.ErrUnexpectedEOF
-	}
-	r.each(n, func([]byte) {})
 	return nil
 }
 
