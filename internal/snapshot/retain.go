@@ -16,6 +16,10 @@ import (
 // files Prune ever deletes.
 var namePattern = regexp.MustCompile(`^snapshot_[0-9]{14}\.db$`)
 
+// companionExt is the extension of a file that goes with a pruned
+// snapshot of the same stem.
+var companionExt = regexp.MustCompile(`^[A-Za-z]+$`)
+
 // timestampLayout names snapshots in UTC, so that names sort in time order
 // whatever the node's time zone and daylight saving.
 const timestampLayout = "20060102150405"
@@ -70,9 +74,14 @@ func Prune(dir string, keep int, keepPath string) ([]string, error) {
 			return removed, fmt.Errorf("prune %s: %w", p, err)
 		}
 		removed = append(removed, p)
-		// Its companions: files of the same stem (snapshot_<ts>.hosts).
+		// Its companions: the same stem with one other extension
+		// (snapshot_<ts>.hosts; never snapshot_<ts>.db.bak).
 		others, _ := filepath.Glob(strings.TrimSuffix(p, ".db") + ".*")
 		for _, o := range others {
+			ext := strings.TrimPrefix(o, strings.TrimSuffix(p, ".db")+".")
+			if !companionExt.MatchString(ext) {
+				continue
+			}
 			if info, err := os.Lstat(o); err == nil && info.Mode().IsRegular() {
 				if err := os.Remove(o); err != nil {
 					return removed, fmt.Errorf("prune %s: %w", o, err)
