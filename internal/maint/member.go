@@ -79,12 +79,17 @@ type Thresholds struct {
 	MinFreeShare float64 // defragment when at least this share of the file is free
 	MinFreeBytes int64   // or when at least this many bytes are free (0: not used)
 	Force        bool    // defragment every member
-	// NoSpace: also every member with a NOSPACE alarm (disarm_nospace).
+	// NoSpace (disarm_nospace): while any member has a NOSPACE alarm,
+	// defragment every member, as etcd's recovery procedure does: etcd
+	// checks the quota against each member's file size, and the free
+	// pages a compaction made are counted only after the member's backend
+	// has committed writes again, which the alarm prevents.
 	NoSpace bool
 }
 
-// Reason says why m is to be defragmented, or "" when it is not.
-func (t Thresholds) Reason(m *Member) string {
+// reason says why m is to be defragmented, or "" when it is not; noSpace:
+// the cluster has a NOSPACE alarm.
+func (t Thresholds) reason(m *Member, noSpace bool) string {
 	switch {
 	case t.Force:
 		return "forced"
@@ -92,18 +97,26 @@ func (t Thresholds) Reason(m *Member) string {
 		return fmt.Sprintf("free share %.2f ≥ %.2f", m.FreeShare(), t.MinFreeShare)
 	case t.MinFreeBytes > 0 && m.FreeBytes() >= t.MinFreeBytes:
 		return fmt.Sprintf("%d free bytes ≥ %d", m.FreeBytes(), t.MinFreeBytes)
-	case t.NoSpace && m.HasAlarm("NOSPACE"):
-		return "NOSPACE alarm"
+	case t.NoSpace && noSpace:
+		return "NOSPACE alarm in the cluster"
 	}
 	return ""
 }
 
-// PlanDefrag returns the members to defragment, in Order.
-func PlanDefrag(members []*Member, t Thresholds) []*Member {
-	var out []*Member
+// Planned is a member to defragment and why.
+type Planned struct {
+	*Member
+	Reason string
+}
+
+// PlanDefrag returns the members to defragment, in Order, each with its
+// reason.
+func PlanDefrag(members []*Member, t Thresholds) []Planned {
+	noSpace := slices.ContainsFunc(members, func(m *Member) bool { return m.HasAlarm("NOSPACE") })
+	var out []Planned
 	for _, m := range Order(members) {
-		if t.Reason(m) != "" {
-			out = append(out, m)
+		if r := t.reason(m, noSpace); r != "" {
+			out = append(out, Planned{m, r})
 		}
 	}
 	return out

@@ -92,6 +92,14 @@ func members(specs ...string) []*Member {
 	return out
 }
 
+func planned(ps []Planned) []*Member {
+	var out []*Member
+	for _, p := range ps {
+		out = append(out, p.Member)
+	}
+	return out
+}
+
 func names(ms []*Member) string {
 	var n []string
 	for _, m := range ms {
@@ -162,13 +170,20 @@ func TestPlanDefrag(t *testing.T) {
 				ms[0].Alarms = []string{"NOSPACE"}
 				return ms
 			}(),
-			Thresholds{MinFreeShare: 0.3, NoSpace: true}, "etcd1"},
+			Thresholds{MinFreeShare: 0.3, NoSpace: true}, "etcd2,etcd1"},
+		{"NOSPACE without disarm",
+			func() []*Member {
+				ms := sized(members("etcd1:L", "etcd2"), [2]int64{100, 100}, [2]int64{100, 100})
+				ms[0].Alarms = []string{"NOSPACE"}
+				return ms
+			}(),
+			Thresholds{MinFreeShare: 0.3}, ""},
 		{"unknown size is not free",
 			members("etcd1:L", "etcd2"), Thresholds{MinFreeShare: 0}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := names(PlanDefrag(tt.members, tt.thr)); got != tt.want {
+			if got := names(planned(PlanDefrag(tt.members, tt.thr))); got != tt.want {
 				t.Errorf("PlanDefrag = %q, want %q", got, tt.want)
 			}
 		})

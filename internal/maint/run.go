@@ -37,6 +37,46 @@ func (r *runner) view(ctx context.Context, settle bool) (*View, error) {
 	}
 }
 
+// settled observes the cluster after a compaction until, from the third
+// observation on, every member's size in use is the same twice in a row
+// (for at most settleFor). Each member compacts on its own, after the
+// compaction is committed, and etcd
+// counts the pages a compaction freed as free only after its backend has
+// committed again: each observation lists the alarms, which goes through
+// raft as an entry that changes no key, and so makes every member commit.
+func (r *runner) settled(ctx context.Context) (*View, error) {
+	deadline := time.Now().Add(r.settleFor())
+	prev, err := r.view(ctx, true)
+	for n := 1; err == nil && time.Now().Before(deadline); n++ {
+		select {
+		case <-ctx.Done():
+			return prev, nil
+		case <-time.After(250 * time.Millisecond):
+		}
+		v, verr := r.view(ctx, true)
+		if verr != nil {
+			return nil, verr
+		}
+		if n >= 3 && sameUse(prev, v) {
+			return v, nil
+		}
+		prev = v
+	}
+	return prev, err
+}
+
+func sameUse(a, b *View) bool {
+	if len(a.Members) != len(b.Members) {
+		return false
+	}
+	for i, m := range a.Members {
+		if b.Members[i].ID != m.ID || b.Members[i].DBSizeInUse != m.DBSizeInUse {
+			return false
+		}
+	}
+	return true
+}
+
 // gate fails unless every member is healthy.
 func gate(v *View, before string) error {
 	bad := v.Unhealthy()
@@ -184,7 +224,7 @@ func (r *runner) defragment(ctx context.Context) (res modrun.Result, err error) 
 				notes = append(notes, fmt.Sprintf("would compact to revision %d (the free shares below are before compaction)", rev))
 			} else {
 				notes = append(notes, fmt.Sprintf("compacted to revision %d", rev))
-				if v, err = r.view(ctx, true); err != nil {
+				if v, err = r.settled(ctx); err != nil {
 					return res, err
 				}
 			}
@@ -200,7 +240,7 @@ func (r *runner) defragment(ctx context.Context) (res modrun.Result, err error) 
 	res["order"] = order
 	if r.check {
 		for _, m := range plan {
-			done = append(done, Defragmented{ID: fmt.Sprintf("%x", m.ID), Name: m.Name, ClientURL: m.Endpoint, Reason: thr.Reason(m),
+			done = append(done, Defragmented{ID: fmt.Sprintf("%x", m.ID), Name: m.Name, ClientURL: m.Endpoint, Reason: m.Reason,
 				WasLeader: m.IsLeader, DBSizeBefore: m.DBSize, DBSizeInUseBefore: m.DBSizeInUse, DBSizeAfter: m.DBSizeInUse})
 		}
 		res["defragmented"] = done
@@ -217,9 +257,9 @@ func (r *runner) defragment(ctx context.Context) (res modrun.Result, err error) 
 		return res, nil
 	}
 
-	remaining := map[uint64]bool{}
+	remaining := map[uint64]string{} // id → reason
 	for _, m := range plan {
-		remaining[m.ID] = true
+		remaining[m.ID] = m.Reason
 	}
 	fail := func(v *View, err error) (modrun.Result, error) {
 		out := r.result(v)
@@ -234,7 +274,7 @@ func (r *runner) defragment(ctx context.Context) (res modrun.Result, err error) 
 	for len(remaining) > 0 {
 		var next *Member
 		for _, m := range Order(v.Members) {
-			if remaining[m.ID] {
+			if _, ok := remaining[m.ID]; ok {
 				next = m
 				break
 			}
@@ -242,11 +282,12 @@ func (r *runner) defragment(ctx context.Context) (res modrun.Result, err error) 
 		if next == nil { // removed meanwhile
 			break
 		}
+		reason := remaining[next.ID]
 		delete(remaining, next.ID)
 		if err := gate(v, "defragmenting "+next.Label()); err != nil {
 			return fail(v, err)
 		}
-		d := Defragmented{ID: fmt.Sprintf("%x", next.ID), Name: next.Name, ClientURL: next.Endpoint, Reason: thr.Reason(next),
+		d := Defragmented{ID: fmt.Sprintf("%x", next.ID), Name: next.Name, ClientURL: next.Endpoint, Reason: reason,
 			WasLeader: next.IsLeader, DBSizeBefore: next.DBSize, DBSizeInUseBefore: next.DBSizeInUse}
 		start := time.Now()
 		if err := r.defragOne(ctx, next); err != nil {
@@ -282,12 +323,20 @@ func (r *runner) defragment(ctx context.Context) (res modrun.Result, err error) 
 			res["changed"] = changed
 			return res, err
 		}
-		notes = append(notes, "disarmed NOSPACE on "+strings.Join(disarmed, ", ")+"; a write works again")
 		res["write_checked"] = true
-		if v, err = r.view(ctx, false); err == nil {
-			after := r.result(v)
-			res["members"], res["alarms"] = after["members"], after["alarms"]
+		if v, err = r.settled(ctx); err != nil {
+			res["changed"] = changed
+			return res, err
 		}
+		after := r.result(v)
+		res["members"], res["alarms"] = after["members"], after["alarms"]
+		res["changed"] = changed
+		if hasNoSpace(v) {
+			return res, fmt.Errorf("disarmed NOSPACE on %s and a write worked, but the alarm is back (%s): the database is still "+
+				"larger than that member's --quota-backend-bytes; delete data or raise the quota", strings.Join(disarmed, ", "),
+				strings.Join(v.Alarms, ", "))
+		}
+		notes = append(notes, "disarmed NOSPACE on "+strings.Join(disarmed, ", ")+"; a write works again")
 	}
 	res["changed"] = changed
 	res["msg"] = msg(notes, "nothing to defragment: no member is above the threshold")
@@ -434,7 +483,7 @@ func (r *runner) planUpgrade(ctx context.Context) (modrun.Result, error) {
 		steps[i] = UpgradeStep{ID: fmt.Sprintf("%x", m.ID), Name: m.Name, ClientURL: m.Endpoint, Version: m.Version,
 			IsLeader: m.IsLeader, Upgrade: pending[i]}
 	}
-	res["order"] = steps
+	res["upgrade_order"] = steps
 	res["from_version"], res["to_version"], res["kind"] = p.From.String(), p.To.String(), p.Kind
 	res["steps"] = p.Steps
 	res["resumed"] = p.Resumed
