@@ -74,6 +74,11 @@ func Order(members []*Member) []*Member {
 	return out
 }
 
+// MinFreeForShare is the least free space for which the free share counts:
+// in a small database a few free pages are a large share, and
+// defragmenting them gains nothing.
+const MinFreeForShare = 1 << 20
+
 // Thresholds say which members are worth defragmenting.
 type Thresholds struct {
 	MinFreeShare float64 // defragment when at least this share of the file is free
@@ -93,7 +98,7 @@ func (t Thresholds) reason(m *Member, noSpace bool) string {
 	switch {
 	case t.Force:
 		return "forced"
-	case m.DBSize > 0 && m.FreeShare() >= t.MinFreeShare:
+	case m.FreeBytes() >= MinFreeForShare && m.FreeShare() >= t.MinFreeShare:
 		return fmt.Sprintf("free share %.2f ≥ %.2f", m.FreeShare(), t.MinFreeShare)
 	case t.MinFreeBytes > 0 && m.FreeBytes() >= t.MinFreeBytes:
 		return fmt.Sprintf("%d free bytes ≥ %d", m.FreeBytes(), t.MinFreeBytes)
