@@ -115,14 +115,19 @@ type Planned struct {
 }
 
 // PlanDefrag returns the members to defragment, in Order, each with its
-// reason.
-func PlanDefrag(members []*Member, t Thresholds) []Planned {
+// reason, and the learners that would be defragmented but cannot be: etcd
+// serves no defragment request on a learner.
+func PlanDefrag(members []*Member, t Thresholds) (plan, learners []Planned) {
 	noSpace := slices.ContainsFunc(members, func(m *Member) bool { return m.HasAlarm("NOSPACE") })
-	var out []Planned
 	for _, m := range Order(members) {
-		if r := t.reason(m, noSpace); r != "" {
-			out = append(out, Planned{m, r})
+		r := t.reason(m, noSpace)
+		switch {
+		case r == "":
+		case m.IsLearner:
+			learners = append(learners, Planned{m, r})
+		default:
+			plan = append(plan, Planned{m, r})
 		}
 	}
-	return out
+	return plan, learners
 }

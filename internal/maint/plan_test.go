@@ -144,50 +144,58 @@ func TestPlanDefrag(t *testing.T) {
 		return ms
 	}
 	tests := []struct {
-		name    string
-		members []*Member
-		thr     Thresholds
-		want    string
+		name     string
+		members  []*Member
+		thr      Thresholds
+		want     string
+		learners string
 	}{
 		{"share threshold, leader last",
 			sized(members("etcd1:L", "etcd2", "etcd3"), [2]int64{100 * mib, 40 * mib}, [2]int64{100 * mib, 80 * mib}, [2]int64{100 * mib, 10 * mib}),
-			Thresholds{MinFreeShare: 0.3}, "etcd3,etcd1"},
+			Thresholds{MinFreeShare: 0.3}, "etcd3,etcd1", ""},
 		{"exactly at the share",
 			sized(members("etcd1:L", "etcd2"), [2]int64{100 * mib, 70 * mib}, [2]int64{100 * mib, 71 * mib}),
-			Thresholds{MinFreeShare: 0.3}, "etcd1"},
+			Thresholds{MinFreeShare: 0.3}, "etcd1", ""},
 		{"a large share of a small database",
 			sized(members("etcd1:L", "etcd2"), [2]int64{2 * mib, 6 * mib / 5}, [2]int64{48 << 10, 16 << 10}),
-			Thresholds{MinFreeShare: 0.3}, ""},
+			Thresholds{MinFreeShare: 0.3}, "", ""},
 		{"bytes threshold",
 			sized(members("etcd1:L", "etcd2"), [2]int64{1000 * mib, 900 * mib}, [2]int64{10 * mib, 9 * mib}),
-			Thresholds{MinFreeShare: 0.3, MinFreeBytes: 50 * mib}, "etcd1"},
+			Thresholds{MinFreeShare: 0.3, MinFreeBytes: 50 * mib}, "etcd1", ""},
 		{"nothing above",
 			sized(members("etcd1:L", "etcd2"), [2]int64{100 * mib, 90 * mib}, [2]int64{100 * mib, 95 * mib}),
-			Thresholds{MinFreeShare: 0.3}, ""},
+			Thresholds{MinFreeShare: 0.3}, "", ""},
 		{"force",
 			sized(members("etcd1:L", "etcd2", "etcd3"), [2]int64{100, 100}, [2]int64{100, 100}, [2]int64{100, 100}),
-			Thresholds{MinFreeShare: 0.3, Force: true}, "etcd2,etcd3,etcd1"},
+			Thresholds{MinFreeShare: 0.3, Force: true}, "etcd2,etcd3,etcd1", ""},
 		{"NOSPACE with disarm",
 			func() []*Member {
 				ms := sized(members("etcd1:L", "etcd2"), [2]int64{100, 100}, [2]int64{100, 100})
 				ms[0].Alarms = []string{"NOSPACE"}
 				return ms
 			}(),
-			Thresholds{MinFreeShare: 0.3, NoSpace: true}, "etcd2,etcd1"},
+			Thresholds{MinFreeShare: 0.3, NoSpace: true}, "etcd2,etcd1", ""},
 		{"NOSPACE without disarm",
 			func() []*Member {
 				ms := sized(members("etcd1:L", "etcd2"), [2]int64{100, 100}, [2]int64{100, 100})
 				ms[0].Alarms = []string{"NOSPACE"}
 				return ms
 			}(),
-			Thresholds{MinFreeShare: 0.3}, ""},
+			Thresholds{MinFreeShare: 0.3}, "", ""},
+		{"a learner cannot be defragmented",
+			sized(members("etcd1:L", "etcd4:l", "etcd2"), [2]int64{100, 100}, [2]int64{100, 100}, [2]int64{100, 100}),
+			Thresholds{Force: true}, "etcd2,etcd1", "etcd4"},
 		{"unknown size is not free",
-			members("etcd1:L", "etcd2"), Thresholds{MinFreeShare: 0}, ""},
+			members("etcd1:L", "etcd2"), Thresholds{MinFreeShare: 0}, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := names(planned(PlanDefrag(tt.members, tt.thr))); got != tt.want {
+			plan, learners := PlanDefrag(tt.members, tt.thr)
+			if got := names(planned(plan)); got != tt.want {
 				t.Errorf("PlanDefrag = %q, want %q", got, tt.want)
+			}
+			if got := names(planned(learners)); got != tt.learners {
+				t.Errorf("PlanDefrag's learners = %q, want %q", got, tt.learners)
 			}
 		})
 	}

@@ -232,7 +232,10 @@ func (r *runner) defragment(ctx context.Context) (res modrun.Result, err error) 
 	}
 
 	thr := r.o.thresholds()
-	plan := PlanDefrag(v.Members, thr)
+	plan, learners := PlanDefrag(v.Members, thr)
+	for _, l := range learners {
+		r.warn("%s is a learner (%s) and is not defragmented: etcd serves no defragment request on a learner; promote it first", l.Label(), l.Reason)
+	}
 	order := make([]string, len(plan))
 	for i, m := range plan {
 		order[i] = m.Name
