@@ -251,9 +251,33 @@ func TestNoSpace(t *testing.T) {
 	}
 }
 
+// withLearner adds a fourth member, m3, as a learner and starts it.
+func withLearner(t *testing.T, c *etcdtest.Cluster) *etcdtest.Member {
+	t.Helper()
+	cli := client(t, c)
+	l := c.NewMember("m3")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		_, err := cli.MemberAddAsLearner(ctx, []string{l.PeerURL})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("add learner: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond) // a new cluster refuses members for 5 s
+	}
+	if err := c.StartNew(l, c.InitialCluster(c.Members...)+","+l.Name+"="+l.PeerURL); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func TestUpgradePlanned(t *testing.T) {
 	c := etcdtest.NewCluster(t, 3)
 	leader := c.Leader().Name
+	learner := withLearner(t, c)
 	ok := execute(t, c, "state", "upgrade_planned", "version", "3.6.99")
 	if ok.Failed {
 		t.Fatalf("patch upgrade refused: %s", ok.Msg)
@@ -267,14 +291,29 @@ func TestUpgradePlanned(t *testing.T) {
 		Kind  string        `json:"kind"`
 	}
 	out := modrun.ExecuteArgs(context.Background(), map[string]any{
-		"endpoints": c.Endpoints(), "ca_cert": c.CAFile, "client_cert": c.Client.Cert, "client_key": c.Client.Key,
+		"endpoints": c.Endpoints(learner, c.Members[0]), "ca_cert": c.CAFile, "client_cert": c.Client.Cert, "client_key": c.Client.Key,
 		"state": "upgrade_planned", "version": "3.6.99",
 	}, ModuleSpec, RunModule)
 	b, _ := json.Marshal(out)
 	if err := json.Unmarshal(b, &plan); err != nil {
 		t.Fatal(err)
 	}
-	if plan.Kind != UpgradePatch || len(plan.Order) != 3 || plan.Order[2].Name != leader || !plan.Order[0].Upgrade {
-		t.Errorf("plan: %s", b)
+	if plan.Kind != UpgradePatch || len(plan.Order) != 4 || plan.Order[0].Name != learner.Name || plan.Order[3].Name != leader ||
+		!plan.Order[0].Upgrade {
+		t.Errorf("plan (through the learner's endpoint first): %s", b)
+	}
+
+	alone := execute(t, c, "endpoints", c.Endpoints(learner))
+	t.Logf("through a learner alone: %s", alone.Msg)
+	if !alone.Failed || !strings.Contains(alone.Msg, "learner") {
+		t.Errorf("through a learner alone: %+v", alone)
+	}
+
+	// A learner is never sent a defragment; the others are, and the run
+	// says so.
+	res := execute(t, c, "state", "defragmented", "force", true)
+	if res.Failed || len(res.Defragmented) != 3 || res.Defragmented[2].Name != leader ||
+		!slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, "m3") && strings.Contains(w, "learner") }) {
+		t.Errorf("force with a learner: %+v", res)
 	}
 }

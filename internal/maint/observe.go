@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdops/etcdops/internal/etcdconn"
 )
@@ -50,20 +51,9 @@ func (v *View) member(id uint64) *Member {
 // observe reads the member list and the alarms through the endpoints, then
 // asks every member, at its own client URLs, for its status.
 func observe(ctx context.Context, o etcdconn.Options) (*View, error) {
-	cli, err := etcdconn.New(o)
+	list, alarms, err := listAll(ctx, o)
 	if err != nil {
 		return nil, err
-	}
-	defer cli.Close()
-	cctx, cancel := context.WithTimeout(ctx, o.CommandTimeoutDuration())
-	defer cancel()
-	list, err := cli.MemberList(cctx)
-	if err != nil {
-		return nil, &etcdconn.Error{Op: "list the members through " + strings.Join(o.Endpoints, ","), Err: err}
-	}
-	alarms, err := cli.AlarmList(cctx)
-	if err != nil {
-		return nil, &etcdconn.Error{Op: "list the alarms through " + strings.Join(o.Endpoints, ","), Err: err}
 	}
 	v := &View{ClusterID: list.Header.ClusterId}
 	owner := map[string]*Member{}
@@ -142,6 +132,40 @@ func observe(ctx context.Context, o etcdconn.Options) (*View, error) {
 	}
 	v.ClusterVersion = clusterVersion(ctx, o, v)
 	return v, nil
+}
+
+// listAll reads the member list and the alarms through the first endpoint
+// that serves both: a learner or a member down does not, and a client over
+// all endpoints may pick either.
+func listAll(ctx context.Context, o etcdconn.Options) (*clientv3.MemberListResponse, *clientv3.AlarmResponse, error) {
+	var errs []error
+	for _, ep := range o.Endpoints {
+		list, alarms, err := listAt(ctx, o, ep)
+		if err == nil {
+			return list, alarms, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, nil, fmt.Errorf("cannot read the member list and alarms: %w", etcdconn.Join(errs...))
+}
+
+func listAt(ctx context.Context, o etcdconn.Options, ep string) (*clientv3.MemberListResponse, *clientv3.AlarmResponse, error) {
+	cli, err := etcdconn.New(o, ep)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cli.Close()
+	cctx, cancel := context.WithTimeout(ctx, o.CommandTimeoutDuration())
+	defer cancel()
+	list, err := cli.MemberList(cctx)
+	if err != nil {
+		return nil, nil, &etcdconn.Error{Op: "list the members at " + ep, Err: err}
+	}
+	alarms, err := cli.AlarmList(cctx)
+	if err != nil {
+		return nil, nil, &etcdconn.Error{Op: "list the alarms at " + ep, Err: err}
+	}
+	return list, alarms, nil
 }
 
 func alarmName(a pb.AlarmType) string {
