@@ -272,6 +272,13 @@ func (r *runner) defragment(ctx context.Context) (res modrun.Result, err error) 
 			}
 		}
 		out["defragmented"], out["changed"] = done, changed
+		if len(done) > 0 {
+			names := make([]string, len(done))
+			for i, d := range done {
+				names[i] = d.Name
+			}
+			err = fmt.Errorf("%w (already defragmented: %s)", err, strings.Join(names, ", "))
+		}
 		return out, err
 	}
 	for len(remaining) > 0 {
