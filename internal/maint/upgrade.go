@@ -84,10 +84,17 @@ func PlanUpgrade(from []string, clusterVersion, target string) (UpgradePlan, err
 				"one major version only; migrate the data to a new cluster instead (snapshot and restore)", v, to)
 		}
 	}
-	if newest := others; len(newest) > 0 && newest[len(newest)-1].Compare(to) > 0 {
+	if len(others) > 0 && others[len(others)-1].Compare(to) > 0 {
+		newest := others[len(others)-1]
+		if newest.sameMinor(to) {
+			return p, refuse("a member runs etcd %s, newer than the target %s: this is a downgrade, which the rolling upgrade "+
+				"does not do; keep %s or upgrade to a newer %s release (patch releases of one minor version share the data "+
+				"format, so an operator may put back the older binary member by member, at their own risk)",
+				newest, to, newest, to.MinorString())
+		}
 		return p, refuse("a member runs etcd %s, newer than the target %s: this is a downgrade, which the rolling upgrade "+
-			"does not do; keep %s, or follow etcd's downgrade procedure (etcdctl downgrade validate/enable %s), or restore "+
-			"a snapshot taken on %s", newest[len(newest)-1], to, newest[len(newest)-1], to.MinorString(), to.MinorString())
+			"does not do; keep %s, or follow etcd's downgrade procedure (etcdctl downgrade validate/enable %s, then the "+
+			"binaries member by member), or restore a snapshot taken on %s", newest, to, newest, to.MinorString(), to.MinorString())
 	}
 	if len(others) > 1 {
 		var list []string
