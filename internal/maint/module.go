@@ -70,9 +70,12 @@ func (o options) validate() error {
 		return fmt.Errorf("defrag_timeout must be positive, got %v", o.DefragTimeout)
 	}
 	if o.State != "defragmented" {
-		for name, set := range map[string]bool{"force": o.Force, "compact": o.Compact, "disarm_nospace": o.DisarmNospace} {
-			if set {
-				return fmt.Errorf("%s is only for state=defragmented", name)
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"force", o.Force}, {"compact", o.Compact}, {"disarm_nospace", o.DisarmNospace}} {
+			if f.set {
+				return fmt.Errorf("%s is only for state=defragmented", f.name)
 			}
 		}
 	}

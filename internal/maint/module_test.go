@@ -317,3 +317,33 @@ func TestUpgradePlanned(t *testing.T) {
 		t.Errorf("force with a learner: %+v", res)
 	}
 }
+
+func TestBadArguments(t *testing.T) {
+	tests := []struct {
+		args map[string]any
+		want string
+	}{
+		{map[string]any{"state": "upgrade_planned"}, "version"},
+		{map[string]any{"version": "3.6.16"}, "version is only for state=upgrade_planned"},
+		{map[string]any{"compact": true}, "compact is only for state=defragmented"},
+		{map[string]any{"state": "defragmented", "min_free_share": 1.5}, "min_free_share is a share"},
+		{map[string]any{"state": "defragmented", "min_free_bytes": -1}, "min_free_bytes must be positive"},
+		{map[string]any{"quota_bytes": 0}, "quota_bytes must be positive"},
+		{map[string]any{"state": "defragment"}, "state"},
+		{map[string]any{"endpoints": []string{"127.0.0.1:2379"}}, "is not a URL"},
+		{map[string]any{"endpoints": []string{"tcp://127.0.0.1:2379"}}, "scheme must be http or https"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			args := map[string]any{"endpoints": []string{"https://127.0.0.1:1"}, "ca_cert": "/nonexistent/ca.pem"}
+			for k, v := range tt.args {
+				args[k] = v
+			}
+			out := modrun.ExecuteArgs(context.Background(), args, ModuleSpec, RunModule)
+			msg, _ := out["msg"].(string)
+			if out["failed"] != true || !strings.Contains(msg, tt.want) {
+				t.Errorf("%v: %v", tt.args, out)
+			}
+		})
+	}
+}
