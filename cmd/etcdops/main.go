@@ -11,6 +11,7 @@ import (
 	"github.com/etcdops/etcdops/internal/snapshot"
 	etcdcert "github.com/etcdops/etcdops/modules/etcd_cert"
 	etcdfacts "github.com/etcdops/etcdops/modules/etcd_facts"
+	etcdmaintenance "github.com/etcdops/etcdops/modules/etcd_maintenance"
 	etcdmember "github.com/etcdops/etcdops/modules/etcd_member"
 	etcdservice "github.com/etcdops/etcdops/modules/etcd_service"
 	etcdsnapshot "github.com/etcdops/etcdops/modules/etcd_snapshot"
@@ -22,6 +23,7 @@ import (
 var modules = []modrun.Entry{
 	etcdcert.Module,
 	etcdfacts.Module,
+	etcdmaintenance.Module,
 	etcdmember.Module,
 	etcdservice.Module,
 	etcdsnapshot.Module,

@@ -32,8 +32,16 @@ type Cluster struct {
 	Client  Files // the client certificate for modules and clients
 	Members []*Member
 	token   string
+	config  []Option
 	mu      sync.Mutex
 }
+
+// Option changes the configuration every member of a cluster starts with.
+type Option func(*embed.Config)
+
+// QuotaBackendBytes sets the members' --quota-backend-bytes: past it a
+// member raises the NOSPACE alarm and refuses writes.
+func QuotaBackendBytes(n int64) Option { return func(c *embed.Config) { c.QuotaBackendBytes = n } }
 
 // Files names a certificate and its key on disk.
 type Files struct{ Cert, Key string }
@@ -49,10 +57,12 @@ type Member struct {
 }
 
 // NewCluster starts an n-member cluster and waits until every member is
-// ready. The cluster is stopped when the test ends.
-func NewCluster(t testing.TB, n int) *Cluster {
+// ready, each with the options given. The cluster is stopped when the test
+// ends.
+func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
 	c := NewEmptyCluster(t)
+	c.config = opts
 	for i := 0; i < n; i++ {
 		c.Members = append(c.Members, c.NewMember(fmt.Sprintf("m%d", i)))
 	}
@@ -166,6 +176,9 @@ func (c *Cluster) start(m *Member, initialCluster, state string) error {
 	cfg.ElectionMs = 500
 	cfg.Logger = "zap"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	for _, o := range c.config {
+		o(cfg)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", m.Name, err)
