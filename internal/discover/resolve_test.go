@@ -5,50 +5,19 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
-// kubeasz3Unit is a member's unit as kubeasz 3.7.0 writes it.
-const kubeasz3Unit = `[Unit]
-Description=Etcd Server
-After=network.target
-After=network-online.target
-Wants=network-online.target
-Documentation=https://github.com/coreos
-
-[Service]
-Type=notify
-WorkingDirectory=/var/lib/etcd
-ExecStart=/opt/kube/bin/etcd \
-  --name=etcd-192.168.1.1 \
-  --cert-file=/etc/kubernetes/ssl/etcd.pem \
-  --key-file=/etc/kubernetes/ssl/etcd-key.pem \
-  --peer-cert-file=/etc/kubernetes/ssl/etcd.pem \
-  --peer-key-file=/etc/kubernetes/ssl/etcd-key.pem \
-  --trusted-ca-file=/etc/kubernetes/ssl/ca.pem \
-  --peer-trusted-ca-file=/etc/kubernetes/ssl/ca.pem \
-  --initial-advertise-peer-urls=https://192.168.1.1:2380 \
-  --listen-peer-urls=https://192.168.1.1:2380 \
-  --listen-client-urls=https://192.168.1.1:2379,http://127.0.0.1:2379 \
-  --advertise-client-urls=https://192.168.1.1:2379 \
-  --initial-cluster-token=etcd-cluster-0 \
-  --initial-cluster=etcd-192.168.1.1=https://192.168.1.1:2380,etcd-192.168.1.2=https://192.168.1.2:2380 \
-  --initial-cluster-state=new \
-  --data-dir=/var/lib/etcd \
-  --wal-dir= \
-  --snapshot-count=50000 \
-  --auto-compaction-retention=1 \
-  --auto-compaction-mode=periodic \
-  --max-request-bytes=10485760 \
-  --quota-backend-bytes=8589934592
-Restart=always
-RestartSec=15
-LimitNOFILE=65536
-OOMScoreAdjust=-999
-
-[Install]
-WantedBy=multi-user.target
-`
+// kubeasz3Unit is a member's unit as kubeasz 3.7.0 writes it, for the
+// members 192.168.1.1 and .2 (the file names 10.0.0.1 and 10.0.0.12).
+var kubeasz3Unit = func() string {
+	data, err := os.ReadFile("testdata/kubeasz-3.7.service")
+	if err != nil {
+		panic(err)
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(string(data), "10.0.0.12", "192.168.1.2"), "10.0.0.1", "192.168.1.1")
+}()
 
 func TestParseUnitFileKubeasz3(t *testing.T) {
 	u, err := ParseUnitFile([]byte(kubeasz3Unit))

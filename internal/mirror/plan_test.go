@@ -11,38 +11,13 @@ import (
 )
 
 // kubeasz3Unit is a member's unit as kubeasz 3.7.0 writes it.
-const kubeasz3Unit = `[Unit]
-Description=Etcd Server
-After=network.target
-
-[Service]
-Type=notify
-WorkingDirectory=/var/lib/etcd
-ExecStart=/opt/kube/bin/etcd \
-  --name=etcd-10.0.0.1 \
-  --cert-file=/etc/kubernetes/ssl/etcd.pem \
-  --key-file=/etc/kubernetes/ssl/etcd-key.pem \
-  --peer-cert-file=/etc/kubernetes/ssl/etcd.pem \
-  --peer-key-file=/etc/kubernetes/ssl/etcd-key.pem \
-  --trusted-ca-file=/etc/kubernetes/ssl/ca.pem \
-  --peer-trusted-ca-file=/etc/kubernetes/ssl/ca.pem \
-  --initial-advertise-peer-urls=https://10.0.0.1:2380 \
-  --listen-peer-urls=https://10.0.0.1:2380 \
-  --listen-client-urls=https://10.0.0.1:2379,http://127.0.0.1:2379 \
-  --advertise-client-urls=https://10.0.0.1:2379 \
-  --initial-cluster-token=etcd-cluster-0 \
-  --initial-cluster=etcd-10.0.0.1=https://10.0.0.1:2380,etcd-10.0.0.12=https://10.0.0.12:2380 \
-  --initial-cluster-state=new \
-  --data-dir=/var/lib/etcd \
-  --wal-dir= \
-  --quota-backend-bytes 8589934592
-Restart=always
-RestartSec=15
-LimitNOFILE=65536
-
-[Install]
-WantedBy=multi-user.target
-`
+var kubeasz3Unit = func() string {
+	data, err := os.ReadFile("../discover/testdata/kubeasz-3.7.service")
+	if err != nil {
+		panic(err)
+	}
+	return string(data)
+}()
 
 func member(t *testing.T, text string, files map[string]string) discover.Member {
 	t.Helper()

@@ -88,6 +88,12 @@ func adoptKubeasz(t *testing.T, version string) {
 		t.Fatalf("02.etcd.yml on a kubeasz member was not refused, or restarted it\n%s", tail(r.Output, 30))
 	}
 
+	// A malformed NODE_TO_ADD is refused, with nothing changed.
+	if r := k.RunPlaybook("playbooks/19.addetcd.yml", "NODE_TO_ADD=not-an-ip;rm"); !r.Failed() ||
+		!strings.Contains(r.Output, "neither an IPv4 address nor a host") || len(k.Members(h[0])) != 1 {
+		t.Fatalf("a malformed NODE_TO_ADD was not refused\n%s", tail(r.Output, 30))
+	}
+
 	// Without the CA key an add is refused before any change, naming the file.
 	inv := readFile(t, k.Inventory)
 	if err := os.Rename(k.CAKey, k.CAKey+".away"); err != nil {
