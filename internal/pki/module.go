@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -316,6 +317,23 @@ func runInfo(o options) (modrun.Result, error) {
 	res["is_ca"] = info.IsCA
 	msg := fmt.Sprintf("%s: %s, issued by %s, valid until %s (%d days left)", certPath, info.Subject, info.Issuer,
 		res["not_after"], res["days_left"])
+	// Whether it is due for renewal, and whether it names what it must.
+	res["expires_soon"] = info.DaysLeft(now) < o.RenewBeforeDays
+	if res["expires_soon"] == true {
+		msg += fmt.Sprintf("; expires within %d days", o.RenewBeforeDays)
+	}
+	if names := append(slices.Clone(o.IPAddresses), o.DNSNames...); len(names) > 0 {
+		missing := []string{}
+		for _, n := range names {
+			if cert.VerifyHostname(n) != nil {
+				missing = append(missing, n)
+			}
+		}
+		res["covers"], res["missing_names"] = len(missing) == 0, missing
+		if len(missing) > 0 {
+			msg += "; does not name " + strings.Join(missing, ", ")
+		}
+	}
 	if caPath != "" {
 		caData, err := os.ReadFile(caPath)
 		if err != nil {

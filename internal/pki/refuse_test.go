@@ -277,3 +277,46 @@ func TestModuleInfo(t *testing.T) {
 		})
 	}
 }
+
+// TestModuleInfoJudges: state=info says whether a certificate is due for
+// renewal (fewer than renew_before_days left) and whether it names the
+// addresses and names it must.
+func TestModuleInfoJudges(t *testing.T) {
+	dir := t.TempDir()
+	caCert, caKey := writeCA(t, dir, makeCA(t, "rsa-pkcs1", nil))
+	if res := runModule(t, map[string]any{"path": dir, "ca_cert": caCert, "ca_key": caKey, "name": "etcd-10.0.0.4",
+		"ip_addresses": []string{"10.0.0.4", "127.0.0.1"}, "dns_names": []string{"localhost"}, "validity_days": 100}); res["failed"] == true {
+		t.Fatal(res["msg"])
+	}
+	cert := filepath.Join(dir, "etcd-10.0.0.4.pem")
+	for _, tt := range []struct {
+		name    string
+		args    map[string]any
+		soon    bool
+		covers  any // nil: not reported
+		missing []string
+	}{
+		{"far from expiry, no names asked", map[string]any{"renew_before_days": 30}, false, nil, nil},
+		{"within the warning window", map[string]any{"renew_before_days": 120}, true, nil, nil},
+		{"names its address", map[string]any{"ip_addresses": []string{"10.0.0.4"}, "dns_names": []string{"localhost"}}, false, true, []string{}},
+		{"not a moved member's address", map[string]any{"ip_addresses": []string{"10.0.0.9", "10.0.0.4"}, "dns_names": []string{"etcd4"}},
+			false, false, []string{"10.0.0.9", "etcd4"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := map[string]any{"state": "info", "cert": cert, "ca_cert": caCert}
+			for k, v := range tt.args {
+				args[k] = v
+			}
+			res := runModule(t, args)
+			if res["failed"] == true {
+				t.Fatal(res["msg"])
+			}
+			if res["expires_soon"] != tt.soon || res["covers"] != tt.covers {
+				t.Fatalf("expires_soon=%v covers=%v: %v", res["expires_soon"], res["covers"], res["msg"])
+			}
+			if tt.missing != nil && !sameStrings(res["missing_names"].([]string), tt.missing) {
+				t.Fatalf("missing_names %v, want %v", res["missing_names"], tt.missing)
+			}
+		})
+	}
+}

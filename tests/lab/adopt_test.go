@@ -159,6 +159,11 @@ func adoptKubeasz(t *testing.T, version string) {
 	if got := ansibleInventory(t, k).group("etcd"); !sameSet(got, h) {
 		t.Fatalf("[etcd] is %v after the adds, want %v", got, h)
 	}
+	// After the adds every member's certificate names its address and is
+	// from the CA the member trusts, the shared one of kubeasz 3.x too.
+	if st := k.RunPlaybook("playbooks/tools/cluster_status.yml"); st.Failed() || strings.Count(st.Output, "verifies against") < len(h) {
+		t.Fatalf("cluster_status.yml after the adds: failed, or fewer than %d certificates checked\n%s", len(h), tail(st.Output, 40))
+	}
 
 	// Malformed input changes nothing.
 	inv = readFile(t, k.Inventory)
