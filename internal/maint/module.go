@@ -105,9 +105,6 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 	if err := discover.FillConn(ctx, &o.Options); err != nil {
 		return nil, err
 	}
-	if err := o.Options.Validate(); err != nil {
-		return nil, err
-	}
 	r := &runner{o: o, check: m.Meta.CheckMode, warn: m.Warn}
 	switch o.State {
 	case "defragmented":

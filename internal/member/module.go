@@ -121,9 +121,6 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 	if err := discover.FillConn(ctx, &o.Options); err != nil {
 		return nil, err
 	}
-	if err := o.Options.Validate(); err != nil {
-		return nil, err
-	}
 	run := &runner{
 		conn: o.Options, req: r, check: m.Meta.CheckMode, diff: m.Meta.Diff, warn: m.Warn,
 		x: &executor{conn: o.Options, wait: time.Duration(o.WaitTimeout * float64(time.Second)), force: r.force, warn: m.Warn},

@@ -152,9 +152,6 @@ func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, erro
 	if err := discover.FillConn(ctx, &o.Options); err != nil {
 		return nil, err
 	}
-	if err := o.Options.Validate(); err != nil {
-		return nil, err
-	}
 	src, err := chooseEndpoint(ctx, o.Options)
 	if err != nil {
 		return nil, err
