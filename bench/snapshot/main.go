@@ -1,8 +1,10 @@
 // Command snapshot is the benchmark of etcd_snapshot (`make bench`). On
 // each database it saves a snapshot from a real etcd process on loopback
-// with three programs, in turn, for several rounds: `etcdctl snapshot
-// save`, etcd_snapshot, and the physical limit — a tiny client (this
-// binary, re-run) that receives the same stream and discards it. Then it
+// with four programs, in turn, for several rounds: `etcdctl snapshot
+// save`, etcd_snapshot, and two limits — a tiny client (this binary,
+// re-run) that receives the same stream and discards it (the physical
+// limit), and the same client writing what it receives to a file and
+// fsyncing it (the limit of any save that keeps the stream). Then it
 // reads one file's status with etcd_snapshot (state=status) and `etcdutl
 // snapshot status`, in turn. It reports wall-time ratios (median, min–max)
 // and each program's own peak memory, anonymous and file-backed (mapped
@@ -63,6 +65,7 @@ type config struct {
 func main() {
 	var c config
 	discard := flag.String("discard", "", "internal: receive a snapshot from this endpoint and discard it")
+	writeTo := flag.String("write", "", "internal, with -discard: write the messages' bytes to this file and fsync it instead")
 	flag.IntVar(&c.sizeMiB, "size", 1024, "database size to fill, MiB")
 	flag.IntVar(&c.smallKeys, "small-keys", 2_000_000, "keys in the second database, of small keys (0: skip it)")
 	flag.IntVar(&c.rounds, "rounds", 5, "rounds (each saves once with every program, and reads a status with both)")
@@ -74,7 +77,7 @@ func main() {
 	flag.Parse()
 	var err error
 	if *discard != "" {
-		err = discardStream(*discard)
+		err = discardStream(*discard, *writeTo)
 	} else {
 		err = run(context.Background(), c)
 	}
@@ -182,6 +185,7 @@ func runSet(ctx context.Context, c config, set dataset, b *strings.Builder) erro
 			return module(c.module, map[string]any{"state": "saved", "path": p, "endpoints": []string{url}})
 		}},
 		{"discard", func(string) *exec.Cmd { return exec.Command(self, "-discard", url) }},
+		{"write", func(p string) *exec.Cmd { return exec.Command(self, "-discard", url, "-write", p) }},
 	}
 	if c.compare != "" {
 		arms = append(arms, arm{"candidate", func(p string) *exec.Cmd {
@@ -196,10 +200,11 @@ func runSet(ctx context.Context, c config, set dataset, b *strings.Builder) erro
 		if err != nil {
 			return err
 		}
-		if a.name == "discard" {
+		if a.name == "discard" || a.name == "write" {
 			if got, _ := strconv.ParseInt(strings.TrimSpace(string(m.out)), 10, 64); got != size {
 				return fmt.Errorf("the discarding client received %d bytes, the saved file has %d", got, size)
 			}
+			os.Remove(p)
 			continue
 		}
 		st, err := os.Stat(p)
@@ -227,13 +232,15 @@ func runSet(ctx context.Context, c config, set dataset, b *strings.Builder) erro
 	}
 	fmt.Fprintf(b, "\nsnapshot save of a %.0f MiB database, %s (etcd %s on loopback), %d rounds, %s\n",
 		float64(size)/(1<<20), set.name, version(c.etcdBin), c.rounds, time.Now().UTC().Format(time.RFC3339))
-	ours, ctl, dis := got["etcd_snapshot"], got["etcdctl"], got["discard"]
+	ours, ctl, dis, wr := got["etcd_snapshot"], got["etcdctl"], got["discard"], got["write"]
 	for i := range ours {
-		fmt.Fprintf(b, "  round %d: discard %5.2fs (cpu %4.2fs)   etcdctl %5.2fs (cpu %4.2fs) %s   etcd_snapshot %5.2fs (cpu %4.2fs) %s\n", i+1,
-			dis[i].wall.Seconds(), dis[i].cpu.Seconds(), ctl[i].wall.Seconds(), ctl[i].cpu.Seconds(), ctl[i].mem(),
+		fmt.Fprintf(b, "  round %d: discard %5.2fs (cpu %4.2fs)   write %5.2fs (cpu %4.2fs)   etcdctl %5.2fs (cpu %4.2fs) %s   etcd_snapshot %5.2fs (cpu %4.2fs) %s\n", i+1,
+			dis[i].wall.Seconds(), dis[i].cpu.Seconds(), wr[i].wall.Seconds(), wr[i].cpu.Seconds(),
+			ctl[i].wall.Seconds(), ctl[i].cpu.Seconds(), ctl[i].mem(),
 			ours[i].wall.Seconds(), ours[i].cpu.Seconds(), ours[i].mem())
 	}
-	fmt.Fprintf(b, "  save / discard:  etcd_snapshot %s   etcdctl %s\n", ratios(ours, dis), ratios(ctl, dis))
+	fmt.Fprintf(b, "  save / discard:  etcd_snapshot %s   etcdctl %s   write %s\n", ratios(ours, dis), ratios(ctl, dis), ratios(wr, dis))
+	fmt.Fprintf(b, "  save / write:    etcd_snapshot %s   etcdctl %s\n", ratios(ours, wr), ratios(ctl, wr))
 	fmt.Fprintf(b, "  save / etcdctl:  etcd_snapshot %s\n", ratios(ours, ctl))
 	fmt.Fprintf(b, "  peak memory (max over rounds): etcd_snapshot %s, etcdctl %s\n", peak(ours), peak(ctl))
 	if cand := got["candidate"]; cand != nil {
@@ -433,8 +440,10 @@ func treeRSS(pid int) (anon, file int64) {
 // discardStream receives a snapshot from endpoint, as etcd_snapshot's
 // connection does (the same window and buffer sizes), without decoding or
 // keeping any of it, and prints how many bytes came: the physical limit
-// of a save.
-func discardStream(endpoint string) error {
+// of a save. With path, it writes every message's bytes to that file, in
+// 64 KiB writes as etcd_snapshot does, and fsyncs it: the limit of a save
+// that keeps the stream, without hashing or checking it.
+func discardStream(endpoint, path string) error {
 	conn, err := grpc.NewClient(strings.TrimPrefix(endpoint, "http://"),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithInitialWindowSize(8<<20), grpc.WithInitialConnWindowSize(8<<20), grpc.WithReadBufferSize(256<<10))
@@ -442,7 +451,20 @@ func discardStream(endpoint string) error {
 		return err
 	}
 	defer conn.Close()
-	codec := discardCodec{encoding.GetCodecV2(proto.Name)}
+	codec := discardCodec{CodecV2: encoding.GetCodecV2(proto.Name)}
+	if path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		codec.w = bufio.NewWriterSize(f, 64<<10)
+		defer func() {
+			if err := codec.w.Flush(); err == nil {
+				f.Sync()
+			}
+		}()
+	}
 	stream, err := pb.NewMaintenanceClient(conn).Snapshot(context.Background(), &pb.SnapshotRequest{}, grpc.ForceCodecV2(codec))
 	if err != nil {
 		return err
@@ -464,7 +486,10 @@ type discarded struct{ blob int64 }
 
 // discardCodec counts each response's blob (its length: the message less
 // the blob's tag and length, and the remaining_bytes field) and drops it.
-type discardCodec struct{ encoding.CodecV2 }
+type discardCodec struct {
+	encoding.CodecV2
+	w *bufio.Writer // nil: drop the bytes
+}
 
 func (discardCodec) Name() string { return proto.Name }
 
@@ -474,6 +499,13 @@ func (c discardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return c.CodecV2.Unmarshal(data, v)
 	}
 	d.blob += blobLen(data)
+	if c.w != nil {
+		for _, b := range data {
+			if _, err := c.w.Write(b.ReadOnlyData()); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
