@@ -46,6 +46,9 @@ type Plan struct {
 	Needed    int      `json:"needed"`
 	Endpoints []string `json:"endpoints"`
 	Summary   string   `json:"summary"`
+	// Report is the plan in lines for the operator: the summary, then
+	// one line per other survivor with its revision and index.
+	Report []string `json:"report"`
 }
 
 // Loss compares a survivor with the member recovered from: what its data
@@ -67,6 +70,20 @@ var ErrQuorum = errors.New("a quorum answers")
 
 // Decide makes the plan. It is pure: every fact comes in the Request.
 func Decide(r Request) (Plan, error) {
+	p, err := decide(r)
+	p.Report = append([]string{p.Summary}, lossLines(p.Losses)...)
+	return p, err
+}
+
+func lossLines(ls []Loss) []string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, fmt.Sprintf("%s (%s): revision %d, applied index %d: %s", l.Host, l.Name, l.Revision, l.AppliedIndex, l.Note))
+	}
+	return out
+}
+
+func decide(r Request) (Plan, error) {
 	ss := slices.Clone(r.Survivors)
 	slices.SortFunc(ss, func(a, b Survivor) int { return cmp.Compare(a.Host, b.Host) })
 	p := Plan{LeftOut: slices.Sorted(slices.Values(r.Unreachable))}
@@ -194,7 +211,7 @@ func planWithQuorum(p Plan, ss, current []Survivor, view []MemberInfo, quorum bo
 			msg += fmt.Sprintf("; etcd does not run on %s: start it there", strings.Join(p.Stopped, ", "))
 		}
 		if len(p.LeftOut) > 0 {
-			msg += fmt.Sprintf("; not reached: %s", strings.Join(p.LeftOut, ", "))
+			msg += fmt.Sprintf("; not reached or without etcd: %s", strings.Join(p.LeftOut, ", "))
 		}
 		p.Summary = ErrQuorum.Error() + ": " + msg
 		return p, fmt.Errorf("%w: %s", ErrQuorum, msg)
@@ -297,7 +314,7 @@ func leftOutNote(hosts []string) string {
 	if len(hosts) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("; not reached, left out: %s (once they run again, run this again to bring them back)", strings.Join(hosts, ", "))
+	return fmt.Sprintf("; left out, not reached or without etcd: %s (once they run again, run this again to bring them back)", strings.Join(hosts, ", "))
 }
 
 func orNone(hosts []string) string {
