@@ -72,6 +72,15 @@ var ErrQuorum = errors.New("a quorum answers")
 func Decide(r Request) (Plan, error) {
 	p, err := decide(r)
 	p.Report = append([]string{p.Summary}, lossLines(p.Losses)...)
+	// Lists are never null for the playbook: empty is [].
+	for _, l := range []*[]string{&p.Rejoin, &p.LeftOut, &p.Stopped, &p.Endpoints} {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
+	if p.Losses == nil {
+		p.Losses = []Loss{}
+	}
 	return p, err
 }
 

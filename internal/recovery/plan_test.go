@@ -100,6 +100,9 @@ func TestDecide(t *testing.T) {
 			case err != nil:
 				t.Fatal(err)
 			}
+			if p.Rejoin == nil || p.LeftOut == nil || p.Stopped == nil || p.Losses == nil || p.Endpoints == nil {
+				t.Fatalf("a list is null: %+v", p)
+			}
 			if tt.action != "" && p.Action != tt.action {
 				t.Fatalf("action %q, want %q: %s", p.Action, tt.action, p.Summary)
 			}
