@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Backend is what a stopped member's database file says about how far it
@@ -36,7 +37,7 @@ func ReadBackend(path string) (Backend, error) {
 		return Backend{}, err
 	}
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return Backend{}, fmt.Errorf("%s: %w", path, errInUse)
 	}
 	if err != nil {
