@@ -13,6 +13,7 @@ import (
 	etcdfacts "github.com/etcdops/etcdops/modules/etcd_facts"
 	etcdmaintenance "github.com/etcdops/etcdops/modules/etcd_maintenance"
 	etcdmember "github.com/etcdops/etcdops/modules/etcd_member"
+	etcdrecovery "github.com/etcdops/etcdops/modules/etcd_recovery"
 	etcdservice "github.com/etcdops/etcdops/modules/etcd_service"
 	etcdsnapshot "github.com/etcdops/etcdops/modules/etcd_snapshot"
 	hostsgroupmove "github.com/etcdops/etcdops/modules/hosts_group_move"
@@ -25,6 +26,7 @@ var modules = []modrun.Entry{
 	etcdfacts.Module,
 	etcdmaintenance.Module,
 	etcdmember.Module,
+	etcdrecovery.Module,
 	etcdservice.Module,
 	etcdsnapshot.Module,
 	hostsgroupmove.Module,

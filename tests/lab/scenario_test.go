@@ -414,7 +414,7 @@ func (l *Lab) LeaderIP(host string) string {
 // Machine powers a lab machine off ("stop") or on ("start").
 func (l *Lab) Machine(action, host string) {
 	l.t.Helper()
-	name := fmt.Sprintf("lab%d", slices.Index(l.Hosts, host)+1)
+	name := fmt.Sprintf("%s%d", currentLab().Prefix, slices.Index(l.Hosts, host)+1)
 	cmd := exec.Command("bash", filepath.Join(repoRoot, "lab", "lab.sh"), action, name)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		l.t.Fatalf("lab.sh %s %s: %v\n%s", action, name, err, out)

@@ -196,6 +196,15 @@ func TestPluginAndPlainResultsAreIdentical(t *testing.T) {
 		"etcd_facts": {check: true, args: func(t *testing.T, dir string) map[string]any {
 			return map[string]any{"connect": false}
 		}},
+		// A plan from two survivors without a quorum: pure, no etcd needed.
+		"etcd_recovery": {check: true, args: func(t *testing.T, dir string) map[string]any {
+			s := func(host string, applied int) map[string]any {
+				return map[string]any{"host": host, "name": "etcd-" + host, "running": true, "source": "status", "member_id": host,
+					"cluster_id": "c1", "applied_index": applied, "raft_index": applied, "revision": applied,
+					"members": []map[string]any{{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "d"}, {"id": "e"}}}
+			}
+			return map[string]any{"state": "planned", "survivors": []map[string]any{s("a", 10), s("b", 12)}, "unreachable": []string{"c", "d", "e"}}
+		}},
 		"etcd_maintenance": {args: func(t *testing.T, dir string) map[string]any {
 			o := cluster.Options()
 			return map[string]any{"state": "status", "endpoints": o.Endpoints, "ca_cert": o.CACert, "client_cert": o.ClientCert, "client_key": o.ClientKey}
