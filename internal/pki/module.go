@@ -39,6 +39,7 @@ var ModuleSpec = modrun.Spec{Options: []modrun.Option{
 	{Name: "probe_cert", Type: modrun.TypePath},
 	{Name: "probe_key", Type: modrun.TypePath},
 	{Name: "timeout", Type: modrun.TypeFloat, Default: 5.0},
+	{Name: "pid", Type: modrun.TypeInt, Default: 0},
 	{Name: "key", Type: modrun.TypePath},
 	{Name: "src_cert", Type: modrun.TypePath},
 	{Name: "src_key", Type: modrun.TypePath},
@@ -65,6 +66,7 @@ type options struct {
 	ProbeCert       string   `json:"probe_cert"`
 	ProbeKey        string   `json:"probe_key"`
 	Timeout         float64  `json:"timeout"`
+	PID             int      `json:"pid"`
 	Key             string   `json:"key"`
 	SrcCert         string   `json:"src_cert"`
 	SrcKey          string   `json:"src_key"`
@@ -341,6 +343,20 @@ func runInfo(ctx context.Context, o options) (modrun.Result, error) {
 	}
 	now := time.Now()
 	info := Describe(cert)
+	if o.PID > 0 {
+		// etcd reads its trusted CA file when it starts, never again: a
+		// file changed since is not what the process trusts.
+		st, err := os.Stat(certPath)
+		if err != nil {
+			return res, err
+		}
+		started, err := processStart(o.PID)
+		if err != nil {
+			return res, fmt.Errorf("pid: %w", err)
+		}
+		res["process_started"] = started.UTC().Format(time.RFC3339)
+		res["changed_since_process_start"] = st.ModTime().After(started)
+	}
 	res["exists"] = true
 	res["subject"] = info.Subject
 	res["common_name"] = info.CommonName

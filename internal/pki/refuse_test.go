@@ -367,3 +367,30 @@ func TestModuleInfoRenew(t *testing.T) {
 		})
 	}
 }
+
+// TestModuleInfoSinceProcessStart: with pid, state=info says whether the
+// file changed after that process started (a trusted CA file etcd has not
+// read).
+func TestModuleInfoSinceProcessStart(t *testing.T) {
+	dir := t.TempDir()
+	caCert, _ := writeCA(t, dir, makeCA(t, "rsa-pkcs1", nil))
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(caCert, old, old); err != nil {
+		t.Fatal(err)
+	}
+	res := runModule(t, map[string]any{"state": "info", "cert": caCert, "pid": os.Getpid()})
+	if res["failed"] == true || res["changed_since_process_start"] != false {
+		t.Fatalf("a file older than the process: %v", res)
+	}
+	if err := os.Chtimes(caCert, time.Now(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	res = runModule(t, map[string]any{"state": "info", "cert": caCert, "pid": os.Getpid()})
+	if res["failed"] == true || res["changed_since_process_start"] != true {
+		t.Fatalf("a file changed after the process started: %v", res)
+	}
+	started, err := time.Parse(time.RFC3339, res["process_started"].(string))
+	if err != nil || time.Since(started) > 10*time.Minute || time.Since(started) < 0 {
+		t.Fatalf("process_started %v (%v)", res["process_started"], err)
+	}
+}
