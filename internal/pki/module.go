@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -343,6 +344,7 @@ func runInfo(ctx context.Context, o options) (modrun.Result, error) {
 	}
 	now := time.Now()
 	info := Describe(cert)
+	res["certificates"] = countCertificates(data)
 	if o.PID > 0 {
 		// etcd reads its trusted CA file when it starts, never again: a
 		// file changed since is not what the process trusts.
@@ -521,6 +523,21 @@ func checkServed(ctx context.Context, o options, serial string) (modrun.Result, 
 		}
 	}
 	return res, msg, nil
+}
+
+// countCertificates is the number of certificates in a PEM file (more
+// than one in a CA bundle); blocks that do not parse are not counted.
+func countCertificates(data []byte) int {
+	n := 0
+	for rest := data; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return n
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); b.Type == "CERTIFICATE" && err == nil {
+			n++
+		}
+	}
 }
 
 // keyBelongs reports whether the private key in keyPath is cert's.

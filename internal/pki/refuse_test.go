@@ -379,7 +379,7 @@ func TestModuleInfoSinceProcessStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := runModule(t, map[string]any{"state": "info", "cert": caCert, "pid": os.Getpid()})
-	if res["failed"] == true || res["changed_since_process_start"] != false {
+	if res["failed"] == true || res["changed_since_process_start"] != false || res["certificates"] != 1 {
 		t.Fatalf("a file older than the process: %v", res)
 	}
 	if err := os.Chtimes(caCert, time.Now(), time.Now()); err != nil {
@@ -392,5 +392,35 @@ func TestModuleInfoSinceProcessStart(t *testing.T) {
 	started, err := time.Parse(time.RFC3339, res["process_started"].(string))
 	if err != nil || time.Since(started) > 10*time.Minute || time.Since(started) < 0 {
 		t.Fatalf("process_started %v (%v)", res["process_started"], err)
+	}
+}
+
+// TestModuleInfoCountsBundle: state=info counts the certificates of a CA
+// bundle; two joined without a line break between them are refused (as a
+// garbled file, which etcd would refuse too).
+func TestModuleInfoCountsBundle(t *testing.T) {
+	dir := t.TempDir()
+	a, b := makeCA(t, "rsa-pkcs1", nil), makeCA(t, "ecdsa-sec1", nil)
+	for _, tt := range []struct {
+		name string
+		pem  string
+		want int
+	}{
+		{"two", string(a.CertPEM) + string(b.CertPEM), 2},
+		{"joined by a literal backslash-n", strings.TrimSuffix(string(a.CertPEM), "\n") + `\n` + string(b.CertPEM), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, "bundle.pem")
+			if err := os.WriteFile(p, []byte(tt.pem), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			res := runModule(t, map[string]any{"state": "info", "cert": p})
+			if tt.want == 0 && res["failed"] == true {
+				return
+			}
+			if res["certificates"] != tt.want {
+				t.Fatalf("certificates %v, want %d: %v", res["certificates"], tt.want, res["msg"])
+			}
+		})
 	}
 }

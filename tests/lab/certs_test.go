@@ -26,7 +26,8 @@ import (
 // writer is a client that writes to the cluster all the time, from the
 // test's machine, as kube-apiserver would: over one long-lived connection,
 // and over a new one (a new TLS handshake, with the TLS files read again)
-// for every tenth write.
+// for every tenth write. It records the slowest write: a member restart
+// shows there.
 type writer struct {
 	t        *testing.T
 	stop     chan struct{}
@@ -35,6 +36,7 @@ type writer struct {
 	files    func() etcdconn.Options
 	long     *clientv3.Client
 	writes   int
+	slowest  time.Duration
 	failures []string
 }
 
@@ -58,9 +60,14 @@ func startWriter(t *testing.T, files func() etcdconn.Options) *writer {
 			if i%10 == 0 {
 				cli, err = etcdconn.New(w.files())
 			}
+			took := time.Duration(0)
 			if err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				// kube-apiserver gives a write far longer; 15 s is
+				// still a write that did not happen.
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				start := time.Now()
 				_, err = cli.Put(ctx, fmt.Sprintf("writer/%06d", i), "v")
+				took = time.Since(start)
 				cancel()
 				if i%10 == 0 {
 					cli.Close()
@@ -68,6 +75,7 @@ func startWriter(t *testing.T, files func() etcdconn.Options) *writer {
 			}
 			w.mu.Lock()
 			w.writes++
+			w.slowest = max(w.slowest, took)
 			if err != nil {
 				w.failures = append(w.failures, fmt.Sprintf("%s write %d: %v", time.Now().Format("15:04:05.000"), i, err))
 			}
@@ -110,7 +118,7 @@ func (w *writer) Stop() {
 	if w.writes < 50 {
 		w.t.Fatalf("only %d writes", w.writes)
 	}
-	w.t.Logf("%d writes, none failed", w.writes)
+	w.t.Logf("%d writes, none failed; the slowest took %s", w.writes, w.slowest.Round(time.Millisecond))
 }
 
 // servedCert is the certificate host serves on port to a new connection.
@@ -305,6 +313,15 @@ func TestRotateCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// --check predicts the whole rotation and changes nothing.
+	pid0 := pids(h, l.mainPID)
+	if check := l.MustPlaybook("playbooks/tools/renew_etcd_certs.yml", "etcd_ca_rotate=true", "--check"); check.Changed() == 0 {
+		t.Fatalf("--check predicts no change\n%s", tail(check.Output, 30))
+	}
+	if _, err := os.Stat(filepath.Join(l.PKIDir, "ca-next")); !os.IsNotExist(err) || !slices.Equal(pids(h, l.mainPID), pid0) {
+		t.Fatal("--check made the new CA or restarted a member")
+	}
+
 	var mu sync.Mutex
 	w := startWriter(t, func() etcdconn.Options {
 		mu.Lock()
@@ -315,6 +332,9 @@ func TestRotateCA(t *testing.T) {
 	})
 	start := time.Now()
 	trust := l.MustPlaybook("playbooks/tools/renew_etcd_certs.yml", "etcd_ca_rotate=trust")
+	if again := l.MustPlaybook("playbooks/tools/renew_etcd_certs.yml", "etcd_ca_rotate=trust"); again.Changed() != 0 {
+		t.Fatalf("the trust step run again changed %d tasks\n%s", again.Changed(), changedTasks(again.Output))
+	}
 	mu.Lock()
 	if err := os.WriteFile(filepath.Join(clientDir, "ca.pem"), []byte(oldCAPEM+readFile(t, filepath.Join(next, "ca.pem"))), 0o600); err != nil {
 		t.Fatal(err)
@@ -364,5 +384,21 @@ func TestRotateCA(t *testing.T) {
 	l.MustPlaybook("playbooks/tools/cluster_status.yml")
 	if again := l.MustPlaybook("playbooks/tools/renew_etcd_certs.yml"); again.Changed() != 0 {
 		t.Fatalf("a renewal after the rotation changed %d tasks\n%s", again.Changed(), changedTasks(again.Output))
+	}
+
+	// Every step in one run (no client outside the cluster to follow).
+	second := readFile(t, newCA)
+	all := l.MustPlaybook("playbooks/tools/renew_etcd_certs.yml", "etcd_ca_rotate=true")
+	t.Logf("CA rotation in one run: %s", all.Duration.Round(time.Millisecond))
+	if readFile(t, newCA) == second {
+		t.Fatal("etcd_ca_rotate=true did not replace the CA")
+	}
+	for _, host := range h {
+		if c := servedCert(t, host, 2380); !verifiesWith(t, c, newCA) {
+			t.Fatalf("%s serves a certificate not from the third CA", host)
+		}
+	}
+	if out := l.MustSSH(h[2], "etcdctl endpoint health --cluster"); strings.Count(out, "is healthy") != 3 {
+		t.Fatalf("after a second rotation: %s", out)
 	}
 }
