@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/etcdops/etcdops/internal/fsutil"
@@ -95,9 +96,11 @@ func (s Store) EnsureCA(commonName string, validity time.Duration, check bool) (
 
 // Ensure issues the certificate name for req, signed by a, unless the one in
 // the store already matches it (same CA, names, addresses, usage, and at
-// least renewBefore of validity left). A certificate there that this
-// package did not issue is never replaced (*ForeignError).
-func (s Store) Ensure(name string, a Authority, req Request, renewBefore time.Duration, check bool) (Outcome, error) {
+// least renewBefore of validity left) and is not the certificate of serial
+// reissue (one a member uses that is to be replaced whatever it says; empty
+// for none). A certificate there that this package did not issue is never
+// replaced (*ForeignError).
+func (s Store) Ensure(name string, a Authority, req Request, renewBefore time.Duration, reissue string, check bool) (Outcome, error) {
 	certPath, keyPath := s.Paths(name)
 	out := Outcome{Cert: certPath, Key: keyPath}
 	certPEM, certErr := os.ReadFile(certPath)
@@ -122,6 +125,8 @@ func (s Store) Ensure(name string, a Authority, req Request, renewBefore time.Du
 		out.Reason = "no certificate yet"
 	case keyErr != nil:
 		out.Reason = "its key is missing"
+	case reissue != "" && out.Before != nil && strings.EqualFold(out.Before.Serial, reissue):
+		out.Reason = "serial " + out.Before.Serial + " is to be replaced"
 	default:
 		ok, why := Matches(Pair{CertPEM: certPEM, KeyPEM: keyPEM}, a, req, renewBefore)
 		if ok {

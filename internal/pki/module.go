@@ -2,6 +2,9 @@ package pki
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -17,7 +20,7 @@ import (
 
 // ModuleSpec declares the options of the etcd_cert module.
 var ModuleSpec = modrun.Spec{Options: []modrun.Option{
-	{Name: "state", Type: modrun.TypeStr, Default: "present", Choices: []string{"present", "info"}},
+	{Name: "state", Type: modrun.TypeStr, Default: "present", Choices: []string{"present", "info", "install"}},
 	{Name: "path", Type: modrun.TypePath},
 	{Name: "ca_cert", Type: modrun.TypePath},
 	{Name: "ca_key", Type: modrun.TypePath},
@@ -30,6 +33,17 @@ var ModuleSpec = modrun.Spec{Options: []modrun.Option{
 	{Name: "dns_names", Type: modrun.TypeList, Elements: modrun.TypeStr, Default: []any{}},
 	{Name: "validity_days", Type: modrun.TypeInt, Default: 3650},
 	{Name: "renew_before_days", Type: modrun.TypeInt, Default: 30},
+	{Name: "reissue_serial", Type: modrun.TypeStr},
+	{Name: "ca_pem", Type: modrun.TypeStr},
+	{Name: "endpoints", Type: modrun.TypeList, Elements: modrun.TypeStr, Default: []any{}},
+	{Name: "renew_all", Type: modrun.TypeBool, Default: false},
+	{Name: "probe_cert", Type: modrun.TypePath},
+	{Name: "probe_key", Type: modrun.TypePath},
+	{Name: "timeout", Type: modrun.TypeFloat, Default: 5.0},
+	{Name: "pid", Type: modrun.TypeInt, Default: 0},
+	{Name: "key", Type: modrun.TypePath},
+	{Name: "src_cert", Type: modrun.TypePath},
+	{Name: "src_key", Type: modrun.TypePath},
 }}
 
 type options struct {
@@ -46,6 +60,17 @@ type options struct {
 	DNSNames        []string `json:"dns_names"`
 	ValidityDays    int      `json:"validity_days"`
 	RenewBeforeDays int      `json:"renew_before_days"`
+	ReissueSerial   string   `json:"reissue_serial"`
+	CAPEM           string   `json:"ca_pem"`
+	Endpoints       []string `json:"endpoints"`
+	RenewAll        bool     `json:"renew_all"`
+	ProbeCert       string   `json:"probe_cert"`
+	ProbeKey        string   `json:"probe_key"`
+	Timeout         float64  `json:"timeout"`
+	PID             int      `json:"pid"`
+	Key             string   `json:"key"`
+	SrcCert         string   `json:"src_cert"`
+	SrcKey          string   `json:"src_key"`
 }
 
 // nameRE is what a certificate name may be: a file name such as etcd1,
@@ -55,13 +80,16 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 const day = 24 * time.Hour
 
 // RunModule runs the etcd_cert module.
-func RunModule(_ context.Context, m *modrun.Module) (modrun.Result, error) {
+func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 	var o options
 	if err := m.Decode(&o); err != nil {
 		return nil, err
 	}
-	if o.State == "info" {
-		return runInfo(o)
+	switch o.State {
+	case "info":
+		return runInfo(ctx, o)
+	case "install":
+		return runInstall(m, o)
 	}
 	return runPresent(m, o)
 }
@@ -75,6 +103,8 @@ func (o options) request() (Request, error) {
 		return req, errors.New("path is required: the directory the certificate goes to")
 	case o.Cert != "":
 		return req, errors.New("cert is only read by state=info; state=present writes path/NAME.pem")
+	case o.ReissueSerial != "" && o.Name == "":
+		return req, errors.New("reissue_serial needs name: the certificate to reissue")
 	case (o.CACert == "") != (o.CAKey == ""):
 		return req, errors.New("ca_cert and ca_key go together: the existing CA's certificate and its private key")
 	case o.ValidityDays < 1 || o.RenewBeforeDays < 0 || o.RenewBeforeDays >= o.ValidityDays:
@@ -182,7 +212,7 @@ func present(o options, req Request, dryRun bool) (modrun.Result, []string, erro
 			auth.Cert.Subject, auth.Cert.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	if o.Name != "" {
-		out, err := store.Ensure(o.Name, auth, req, renewBefore, dryRun)
+		out, err := store.Ensure(o.Name, auth, req, renewBefore, o.ReissueSerial, dryRun)
 		var foreign *ForeignError
 		if errors.As(err, &foreign) {
 			return nil, nil, fmt.Errorf("%w: choose another name (a certificate the cluster already uses, such as kubeasz's shared etcd.pem, must stay as it is)", err)
@@ -265,14 +295,24 @@ func diff(out Outcome) map[string]any {
 		"before": before, "after": out.After.Text()}
 }
 
-// runInfo reports on one certificate and changes nothing.
-func runInfo(o options) (modrun.Result, error) {
+// runInfo reports on one certificate and changes nothing: what it says,
+// whether it is due for renewal (renew, and why), and, with endpoints,
+// what the member serves there now.
+func runInfo(ctx context.Context, o options) (modrun.Result, error) {
 	certPath := o.Cert
 	switch {
 	case certPath != "" && o.Name != "":
 		return nil, errors.New("state=info reads cert, or path/NAME.pem: give cert or name, not both")
 	case certPath == "" && (o.Path == "" || o.Name == ""):
 		return nil, errors.New("state=info needs cert, or path and name")
+	case o.CACert != "" && o.CAPEM != "":
+		return nil, errors.New("give the CA as ca_cert (a file) or ca_pem (its text), not both")
+	case (o.ProbeCert == "") != (o.ProbeKey == ""):
+		return nil, errors.New("probe_cert and probe_key go together: a client certificate to offer the endpoints")
+	case o.ProbeCert != "" && len(o.Endpoints) == 0:
+		return nil, errors.New("probe_cert is offered to endpoints: give endpoints")
+	case o.Timeout <= 0:
+		return nil, fmt.Errorf("timeout must be positive (got %v)", o.Timeout)
 	case certPath == "":
 		if err := checkName(o.Name); err != nil {
 			return nil, err
@@ -280,7 +320,7 @@ func runInfo(o options) (modrun.Result, error) {
 		certPath, _ = Store{Dir: o.Path}.Paths(o.Name)
 	}
 	caPath := o.CACert
-	if caPath == "" && o.Path != "" {
+	if caPath == "" && o.CAPEM == "" && o.Path != "" {
 		// The CA the module keeps in path, when there is one.
 		if p, _ := (Store{Dir: o.Path}).CAPaths(); fileExists(p) {
 			caPath = p
@@ -290,6 +330,8 @@ func runInfo(o options) (modrun.Result, error) {
 	data, err := os.ReadFile(certPath)
 	if errors.Is(err, os.ErrNotExist) {
 		res["exists"] = false
+		res["renew"] = true
+		res["renew_reasons"] = []string{"there is no certificate"}
 		res["msg"] = certPath + " does not exist"
 		return res, nil
 	}
@@ -302,6 +344,21 @@ func runInfo(o options) (modrun.Result, error) {
 	}
 	now := time.Now()
 	info := Describe(cert)
+	res["certificates"] = countCertificates(data)
+	if o.PID > 0 {
+		// etcd reads its trusted CA file when it starts, never again: a
+		// file changed since is not what the process trusts.
+		st, err := os.Stat(certPath)
+		if err != nil {
+			return res, err
+		}
+		started, err := processStart(o.PID)
+		if err != nil {
+			return res, fmt.Errorf("pid: %w", err)
+		}
+		res["process_started"] = started.UTC().Format(time.RFC3339)
+		res["changed_since_process_start"] = st.ModTime().After(started)
+	}
 	res["exists"] = true
 	res["subject"] = info.Subject
 	res["common_name"] = info.CommonName
@@ -315,12 +372,18 @@ func runInfo(o options) (modrun.Result, error) {
 	res["usage"] = info.Usage
 	res["key_algorithm"] = info.Key
 	res["is_ca"] = info.IsCA
+	res["issued_by_etcd_cert"] = slices.Contains(cert.Subject.Organization, organization)
 	msg := fmt.Sprintf("%s: %s, issued by %s, valid until %s (%d days left)", certPath, info.Subject, info.Issuer,
 		res["not_after"], res["days_left"])
+	var reasons []string
+	if o.RenewAll {
+		reasons = append(reasons, "renew_all is set")
+	}
 	// Whether it is due for renewal, and whether it names what it must.
 	res["expires_soon"] = info.DaysLeft(now) < o.RenewBeforeDays
 	if res["expires_soon"] == true {
 		msg += fmt.Sprintf("; expires within %d days", o.RenewBeforeDays)
+		reasons = append(reasons, fmt.Sprintf("it expires within %d days", o.RenewBeforeDays))
 	}
 	if names := append(slices.Clone(o.IPAddresses), o.DNSNames...); len(names) > 0 {
 		missing := []string{}
@@ -332,29 +395,176 @@ func runInfo(o options) (modrun.Result, error) {
 		res["covers"], res["missing_names"] = len(missing) == 0, missing
 		if len(missing) > 0 {
 			msg += "; does not name " + strings.Join(missing, ", ")
+			reasons = append(reasons, "it does not name "+strings.Join(missing, ", "))
 		}
 	}
-	if caPath != "" {
+	if len(o.IPAddresses) > 0 {
+		// A member certificate naming other addresses is shared (kubeasz's
+		// etcd.pem): its key would let one member pose as another.
+		extra := []string{}
+		for _, ip := range info.IPs {
+			if !slices.ContainsFunc(o.IPAddresses, func(s string) bool { return net.ParseIP(s).Equal(net.ParseIP(ip)) }) {
+				extra = append(extra, ip)
+			}
+		}
+		res["extra_ip_addresses"] = extra
+		if len(extra) > 0 {
+			reasons = append(reasons, "it also names "+strings.Join(extra, ", ")+" (a certificate shared with other members)")
+		}
+	}
+	if o.Key != "" {
+		ok, err := keyBelongs(o.Key, cert)
+		if err != nil {
+			return res, err
+		}
+		res["key_matches"] = ok
+		if !ok {
+			msg += "; its key " + o.Key + " does NOT belong to it"
+			reasons = append(reasons, "the key "+o.Key+" does not belong to it")
+		}
+	}
+	var pool *x509.CertPool
+	switch {
+	case o.CAPEM != "":
+		if pool, err = certPool([]byte(o.CAPEM)); err != nil {
+			return res, fmt.Errorf("ca_pem: %w", err)
+		}
+		res["ca_cert"] = "(ca_pem)"
+	case caPath != "":
 		caData, err := os.ReadFile(caPath)
 		if err != nil {
 			return res, fmt.Errorf("read the CA certificate: %w", err)
 		}
-		ca, err := parseCertificate(caData)
-		if err != nil {
+		if pool, err = certPool(caData); err != nil {
 			return res, fmt.Errorf("CA certificate %s: %w", caPath, err)
 		}
 		res["ca_cert"] = caPath
-		verr := verify(cert, ca)
+	}
+	if pool != nil {
+		verr := verifyPool(cert, pool)
 		res["verifies"] = verr == nil
 		if verr != nil {
 			res["verify_error"] = verr.Error()
-			msg += "; does NOT verify against " + caPath + ": " + verr.Error()
+			msg += "; does NOT verify against " + res["ca_cert"].(string) + ": " + verr.Error()
+			reasons = append(reasons, "it is not from the CA "+res["ca_cert"].(string))
 		} else {
-			msg += "; verifies against " + caPath
+			msg += "; verifies against " + res["ca_cert"].(string)
 		}
 	}
+	if len(o.Endpoints) > 0 {
+		served, smsg, err := checkServed(ctx, o, info.Serial)
+		if err != nil {
+			return res, err
+		}
+		for k, v := range served {
+			res[k] = v
+		}
+		msg += "; " + smsg
+	}
+	res["renew"] = len(reasons) > 0
+	res["renew_reasons"] = append([]string{}, reasons...)
 	res["msg"] = msg
 	return res, nil
+}
+
+// checkServed dials every endpoint (a new TLS connection each) and says
+// whether each serves the certificate of serial, and, with probe_cert,
+// whether each accepts that client certificate.
+func checkServed(ctx context.Context, o options, serial string) (modrun.Result, string, error) {
+	timeout := time.Duration(o.Timeout * float64(time.Second))
+	var probe *tls.Certificate
+	if o.ProbeCert != "" {
+		c, err := tls.LoadX509KeyPair(o.ProbeCert, o.ProbeKey)
+		if err != nil {
+			return nil, "", fmt.Errorf("probe_cert/probe_key: %w", err)
+		}
+		probe = &c
+	}
+	served := []map[string]any{}
+	current, accepts := true, true
+	var stale, refused []string
+	for _, ep := range o.Endpoints {
+		entry := map[string]any{"endpoint": ep}
+		c, err := Served(ctx, ep, timeout)
+		if err != nil {
+			entry["error"] = err.Error()
+			current = false
+			stale = append(stale, ep+" ("+err.Error()+")")
+		} else {
+			si := Describe(c)
+			entry["serial"], entry["not_after"] = si.Serial, si.NotAfter.Format(time.RFC3339)
+			entry["current"] = si.Serial == serial
+			if si.Serial != serial {
+				current = false
+				stale = append(stale, ep+" (serial "+si.Serial+")")
+			}
+		}
+		if probe != nil {
+			aerr := Accepts(ctx, ep, *probe, timeout)
+			entry["accepts_probe"] = aerr == nil
+			if aerr != nil {
+				accepts = false
+				refused = append(refused, ep)
+			}
+		}
+		served = append(served, entry)
+	}
+	res := modrun.Result{"served": served, "served_current": current}
+	msg := "every endpoint serves it"
+	if !current {
+		msg = "not served by " + strings.Join(stale, ", ")
+	}
+	if probe != nil {
+		res["accepts_probe"] = accepts
+		if accepts {
+			msg += "; every endpoint accepts " + o.ProbeCert
+		} else {
+			msg += "; " + o.ProbeCert + " is refused by " + strings.Join(refused, ", ")
+		}
+	}
+	return res, msg, nil
+}
+
+// countCertificates is the number of certificates in a PEM file (more
+// than one in a CA bundle); blocks that do not parse are not counted.
+func countCertificates(data []byte) int {
+	n := 0
+	for rest := data; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return n
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); b.Type == "CERTIFICATE" && err == nil {
+			n++
+		}
+	}
+}
+
+// keyBelongs reports whether the private key in keyPath is cert's.
+func keyBelongs(keyPath string, cert *x509.Certificate) (bool, error) {
+	data, err := os.ReadFile(keyPath)
+	if err != nil {
+		return false, fmt.Errorf("read the key: %w", err)
+	}
+	key, err := parsePrivateKey(data)
+	if err != nil {
+		return false, nil
+	}
+	return samePublicKey(key.Public(), cert.PublicKey), nil
+}
+
+// certPool holds every certificate of a PEM file (a CA bundle).
+func certPool(data []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, errors.New("no PEM certificate in it")
+	}
+	return pool, nil
+}
+
+func verifyPool(cert *x509.Certificate, pool *x509.CertPool) error {
+	_, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return err
 }
 
 func fileExists(p string) bool {

@@ -320,3 +320,107 @@ func TestModuleInfoJudges(t *testing.T) {
 		})
 	}
 }
+
+// TestModuleInfoRenew: state=info decides whether a member's certificate is
+// to be reissued, and says why.
+func TestModuleInfoRenew(t *testing.T) {
+	dir := t.TempDir()
+	caCert, caKey := writeCA(t, dir, makeCA(t, "rsa-pkcs1", nil))
+	if res := runModule(t, map[string]any{"path": dir, "ca_cert": caCert, "ca_key": caKey, "name": "etcd-10.0.0.4",
+		"ip_addresses": []string{"10.0.0.4", "127.0.0.1"}, "dns_names": []string{"localhost"}, "validity_days": 100}); res["failed"] == true {
+		t.Fatal(res["msg"])
+	}
+	otherCA := makeCA(t, "ecdsa-sec1", nil)
+	otherKey := filepath.Join(dir, "other-key.pem")
+	if err := os.WriteFile(otherKey, otherCA.KeyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caPEM := string(readFile(t, caCert))
+	cert, key := filepath.Join(dir, "etcd-10.0.0.4.pem"), filepath.Join(dir, "etcd-10.0.0.4-key.pem")
+	for _, tt := range []struct {
+		name   string
+		args   map[string]any
+		reason string // empty: nothing to renew
+	}{
+		{"up to date", map[string]any{}, ""},
+		{"renew_all", map[string]any{"renew_all": true}, "renew_all"},
+		{"expiring", map[string]any{"renew_before_days": 120}, "expires within 120 days"},
+		{"a name missing", map[string]any{"dns_names": []string{"localhost", "etcd4"}}, "does not name etcd4"},
+		{"shared with another member", map[string]any{"ip_addresses": []string{"10.0.0.4"}}, "also names 127.0.0.1"},
+		{"from another CA", map[string]any{"ca_pem": string(otherCA.CertPEM)}, "not from the CA"},
+		{"a key that is not its own", map[string]any{"key": otherKey}, "does not belong"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := map[string]any{"state": "info", "cert": cert, "key": key, "ca_pem": caPEM,
+				"ip_addresses": []string{"10.0.0.4", "127.0.0.1"}, "dns_names": []string{"localhost"}, "renew_before_days": 30}
+			for k, v := range tt.args {
+				args[k] = v
+			}
+			res := runModule(t, args)
+			if res["failed"] == true {
+				t.Fatal(res["msg"])
+			}
+			reasons := strings.Join(res["renew_reasons"].([]string), "; ")
+			if res["renew"] != (tt.reason != "") || !strings.Contains(reasons, tt.reason) {
+				t.Fatalf("renew=%v reasons %q, want %q", res["renew"], reasons, tt.reason)
+			}
+		})
+	}
+}
+
+// TestModuleInfoSinceProcessStart: with pid, state=info says whether the
+// file changed after that process started (a trusted CA file etcd has not
+// read).
+func TestModuleInfoSinceProcessStart(t *testing.T) {
+	dir := t.TempDir()
+	caCert, _ := writeCA(t, dir, makeCA(t, "rsa-pkcs1", nil))
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(caCert, old, old); err != nil {
+		t.Fatal(err)
+	}
+	res := runModule(t, map[string]any{"state": "info", "cert": caCert, "pid": os.Getpid()})
+	if res["failed"] == true || res["changed_since_process_start"] != false || res["certificates"] != 1 {
+		t.Fatalf("a file older than the process: %v", res)
+	}
+	if err := os.Chtimes(caCert, time.Now(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	res = runModule(t, map[string]any{"state": "info", "cert": caCert, "pid": os.Getpid()})
+	if res["failed"] == true || res["changed_since_process_start"] != true {
+		t.Fatalf("a file changed after the process started: %v", res)
+	}
+	started, err := time.Parse(time.RFC3339, res["process_started"].(string))
+	if err != nil || time.Since(started) > 10*time.Minute || time.Since(started) < 0 {
+		t.Fatalf("process_started %v (%v)", res["process_started"], err)
+	}
+}
+
+// TestModuleInfoCountsBundle: state=info counts the certificates of a CA
+// bundle; two joined without a line break between them are refused (as a
+// garbled file, which etcd would refuse too).
+func TestModuleInfoCountsBundle(t *testing.T) {
+	dir := t.TempDir()
+	a, b := makeCA(t, "rsa-pkcs1", nil), makeCA(t, "ecdsa-sec1", nil)
+	for _, tt := range []struct {
+		name string
+		pem  string
+		want int
+	}{
+		{"two", string(a.CertPEM) + string(b.CertPEM), 2},
+		{"joined by a literal backslash-n", strings.TrimSuffix(string(a.CertPEM), "\n") + `\n` + string(b.CertPEM), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, "bundle.pem")
+			if err := os.WriteFile(p, []byte(tt.pem), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			res := runModule(t, map[string]any{"state": "info", "cert": p})
+			if tt.want == 0 && res["failed"] == true {
+				return
+			}
+			if res["certificates"] != tt.want {
+				t.Fatalf("certificates %v, want %d: %v", res["certificates"], tt.want, res["msg"])
+			}
+		})
+	}
+}
