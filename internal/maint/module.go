@@ -24,6 +24,10 @@ import (
 // DefaultQuota is kubeasz's --quota-backend-bytes (8 GiB).
 const DefaultQuota = 8589934592
 
+// LockKey is the prefix of the etcd lock that defragmentations with
+// lock=true (the scheduled ones, on every member) take turns through.
+const LockKey = "/etcdops/lock/defragment"
+
 // ProbePrefix is the key prefix under which the write check puts and
 // deletes one key.
 const ProbePrefix = "/etcdops/probe/"
@@ -43,6 +47,7 @@ var ModuleSpec = modrun.Spec{
 		modrun.Option{Name: "member", Type: modrun.TypeStr},
 		modrun.Option{Name: "wait_timeout", Type: modrun.TypeFloat, Default: 120},
 		modrun.Option{Name: "max_lag", Type: modrun.TypeInt, Default: DefaultMaxLag},
+		modrun.Option{Name: "lock", Type: modrun.TypeBool, Default: false},
 	),
 	RequiredTogether: [][]string{etcdconn.SpecRequiredTogether},
 	RequiredIf: []modrun.RequiredIf{
@@ -65,6 +70,7 @@ type options struct {
 	Member        string  `json:"member"`
 	WaitTimeout   float64 `json:"wait_timeout"`
 	MaxLag        int64   `json:"max_lag"`
+	Lock          bool    `json:"lock"`
 }
 
 func (o options) validate() error {
@@ -84,7 +90,7 @@ func (o options) validate() error {
 		for _, f := range []struct {
 			name string
 			set  bool
-		}{{"force", o.Force}, {"compact", o.Compact}, {"disarm_nospace", o.DisarmNospace}} {
+		}{{"force", o.Force}, {"compact", o.Compact}, {"disarm_nospace", o.DisarmNospace}, {"lock", o.Lock}} {
 			if f.set {
 				return fmt.Errorf("%s is only for state=defragmented", f.name)
 			}

@@ -327,6 +327,7 @@ func TestBadArguments(t *testing.T) {
 		{map[string]any{"version": "3.6.16"}, "version is only for state=upgrade_planned"},
 		{map[string]any{"compact": true}, "compact is only for state=defragmented"},
 		{map[string]any{"state": "leader_moved"}, "member"},
+		{map[string]any{"lock": true}, "lock is only for state=defragmented"},
 		{map[string]any{"member": "etcd1"}, "member is only for state=leader_moved and healthy"},
 		{map[string]any{"state": "healthy", "member": "etcd1"}, "give version too"},
 		{map[string]any{"state": "healthy", "version": "3.6"}, "not an etcd release"},

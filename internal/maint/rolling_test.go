@@ -1,9 +1,14 @@
 package maint
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/etcdops/etcdops/internal/etcdtest"
 )
@@ -194,4 +199,51 @@ func TestLeaderMovedAndHealthy(t *testing.T) {
 		t.Fatalf("after the restart: %+v", back)
 	}
 	t.Logf("back: %s", back.Msg)
+}
+
+// TestDefragmentLock: with lock=true a defragmentation waits for the etcd
+// lock another holds (and gives up after defrag_timeout), and two at once
+// take turns.
+func TestDefragmentLock(t *testing.T) {
+	c := etcdtest.NewCluster(t, 3)
+	cli := client(t, c)
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu := concurrency.NewMutex(s, LockKey)
+	if err := mu.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	held := execute(t, c, "state", "defragmented", "force", true, "lock", true, "defrag_timeout", 2)
+	if !held.Failed || !strings.Contains(held.Msg, "another defragmentation holds it") || len(held.Defragmented) != 0 {
+		t.Fatalf("while the lock is held: %+v", held)
+	}
+	if err := mu.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	var wg sync.WaitGroup
+	out := make([]result, 2)
+	for i := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = execute(t, c, "state", "defragmented", "force", true, "lock", true)
+		}()
+	}
+	wg.Wait()
+	for i, r := range out {
+		if r.Failed || len(r.Defragmented) != 3 {
+			t.Fatalf("run %d: %+v", i, r)
+		}
+	}
+	if pred := execute(t, c, "state", "defragmented", "lock", true, "_ansible_check_mode", true); pred.Failed {
+		t.Fatalf("check mode takes no lock and fails not: %+v", pred)
+	}
+	resp, err := cli.Get(context.Background(), LockKey, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 0 {
+		t.Fatalf("the lock is left behind: %v %v", err, resp)
+	}
 }
