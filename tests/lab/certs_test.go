@@ -28,7 +28,7 @@ import (
 // and over a new one (a new TLS handshake, with the TLS files read again)
 // for every tenth write. It records the slowest write: a member restart
 // shows there.
-type writer struct {
+type certWriter struct {
 	t        *testing.T
 	stop     chan struct{}
 	done     sync.WaitGroup
@@ -40,9 +40,9 @@ type writer struct {
 	failures []string
 }
 
-func startWriter(t *testing.T, files func() etcdconn.Options) *writer {
+func startCertWriter(t *testing.T, files func() etcdconn.Options) *certWriter {
 	t.Helper()
-	w := &writer{t: t, stop: make(chan struct{}), files: files}
+	w := &certWriter{t: t, stop: make(chan struct{}), files: files}
 	w.Reload()
 	w.done.Add(1)
 	go func() {
@@ -88,7 +88,7 @@ func startWriter(t *testing.T, files func() etcdconn.Options) *writer {
 
 // Reload replaces the long-lived connection by one made with the TLS files
 // as they are now (a client restarted with new files).
-func (w *writer) Reload() {
+func (w *certWriter) Reload() {
 	w.t.Helper()
 	cli, err := etcdconn.New(w.files())
 	if err != nil {
@@ -105,7 +105,7 @@ func (w *writer) Reload() {
 }
 
 // Stop ends the writer and fails the test if any write failed.
-func (w *writer) Stop() {
+func (w *certWriter) Stop() {
 	w.t.Helper()
 	close(w.stop)
 	w.done.Wait()
@@ -201,7 +201,7 @@ func TestRenewCerts(t *testing.T) {
 		}
 	}
 
-	w := startWriter(t, func() etcdconn.Options {
+	w := startCertWriter(t, func() etcdconn.Options {
 		return etcdconn.Options{Endpoints: endpoints(h), CACert: filepath.Join(l.PKIDir, "ca.pem"),
 			ClientCert: filepath.Join(l.PKIDir, "etcd-client.pem"), ClientKey: filepath.Join(l.PKIDir, "etcd-client-key.pem"),
 			DialTimeout: 5, CommandTimeout: 10}
@@ -240,7 +240,7 @@ func TestRenewKubeaszShared(t *testing.T) {
 	pid0 := pids(h, k.MainPID)
 	shared := pki.Describe(servedCert(t, h[0], 2379)).Serial
 
-	w := startWriter(t, func() etcdconn.Options {
+	w := startCertWriter(t, func() etcdconn.Options {
 		return etcdconn.Options{Endpoints: endpoints(h), CACert: k.CACert, ClientCert: k.ClientCert, ClientKey: k.ClientKey,
 			DialTimeout: 5, CommandTimeout: 10}
 	})
@@ -323,7 +323,7 @@ func TestRotateCA(t *testing.T) {
 	}
 
 	var mu sync.Mutex
-	w := startWriter(t, func() etcdconn.Options {
+	w := startCertWriter(t, func() etcdconn.Options {
 		mu.Lock()
 		defer mu.Unlock()
 		return etcdconn.Options{Endpoints: endpoints(h), CACert: filepath.Join(clientDir, "ca.pem"),
