@@ -2,10 +2,14 @@
 // plugin uploads it once per host and runs it for each task, naming the
 // module in the args (_ansible_module_name); library/<module> is a copy of
 // it that Ansible runs as a plain binary module, and then the binary's own
-// name says which module it is.
+// name says which module it is. Run as `etcdops backup ...` it is the
+// command line of the scheduled backup instead (internal/backup).
 package main
 
 import (
+	"os"
+
+	"github.com/etcdops/etcdops/internal/backup"
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
 	"github.com/etcdops/etcdops/internal/snapshot"
@@ -39,5 +43,9 @@ func main() {
 		return
 	}
 	etcdconn.Silence()
+	// `etcdops backup ...` is the command line the backup timer runs.
+	if len(os.Args) > 1 && os.Args[1] == "backup" {
+		os.Exit(backup.Main(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	modrun.Main(modules...)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcdops/etcdops/internal/discover"
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
@@ -116,9 +118,9 @@ func (o options) plan(now time.Time) (plan, error) {
 	return p, nil
 }
 
-// chooseEndpoint returns the first endpoint, in the order given, whose
+// ChooseEndpoint returns the first endpoint, in the order given, whose
 // member answers without errors, preferring voting members to learners.
-func chooseEndpoint(ctx context.Context, o etcdconn.Options) (etcdconn.EndpointStatus, error) {
+func ChooseEndpoint(ctx context.Context, o etcdconn.Options) (etcdconn.EndpointStatus, error) {
 	statuses := etcdconn.ProbeAll(ctx, o, o.Endpoints)
 	var learner *etcdconn.EndpointStatus
 	var problems []string
@@ -152,7 +154,7 @@ func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, erro
 	if err := discover.FillConn(ctx, &o.Options); err != nil {
 		return nil, err
 	}
-	src, err := chooseEndpoint(ctx, o.Options)
+	src, err := ChooseEndpoint(ctx, o.Options)
 	if err != nil {
 		return nil, err
 	}
@@ -176,23 +178,9 @@ func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, erro
 	}
 	defer cli.Close()
 	start := time.Now()
-	var st Status
-	check := func(tmp string, saved Saved) error {
-		var err error
-		st, err = readStatus(tmp, saved.SHA256)
-		if err != nil {
-			return fmt.Errorf("the snapshot does not check out, so it was not kept: %w", err)
-		}
-		st.Path = p.path
-		return nil
-	}
-	if _, err := Save(ctx, cli, p.path, p.mode, o.CommandTimeoutDuration(), check); err != nil {
-		var se *StreamError
-		if errors.As(err, &se) && se.Received > 0 {
-			return nil, fmt.Errorf("snapshot of %s to %s: the stream broke after %d bytes (the member stopped or the connection was lost): %w; nothing was kept",
-				src.Endpoint, p.path, se.Received, &etcdconn.Error{Err: se.Err})
-		}
-		return nil, &etcdconn.Error{Op: fmt.Sprintf("snapshot of %s to %s", src.Endpoint, p.path), Err: err}
+	st, err := SaveVerified(ctx, cli, src.Endpoint, p.path, p.mode, o.CommandTimeoutDuration())
+	if err != nil {
+		return nil, err
 	}
 	took := time.Since(start).Seconds()
 	res = statusResult(st)
@@ -216,6 +204,32 @@ func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, erro
 	res["msg"] = fmt.Sprintf("saved a snapshot of member %s (%s) to %s: %d bytes, revision %d, %d keys, in %.1fs",
 		memberID, src.Endpoint, p.path, st.Size, st.Revision, st.TotalKeys, took)
 	return res, nil
+}
+
+// SaveVerified saves a snapshot of the client's (single) endpoint to path
+// as state=saved does (Save, with the numbers read from the file while it
+// is fsynced) and returns its status. Errors say what broke, for an
+// operator; on any error nothing is left behind.
+func SaveVerified(ctx context.Context, cli *clientv3.Client, endpoint, path string, mode os.FileMode, stall time.Duration) (Status, error) {
+	var st Status
+	check := func(tmp string, saved Saved) error {
+		var err error
+		st, err = readStatus(tmp, saved.SHA256)
+		if err != nil {
+			return fmt.Errorf("the snapshot does not check out, so it was not kept: %w", err)
+		}
+		st.Path = path
+		return nil
+	}
+	if _, err := Save(ctx, cli, path, mode, stall, check); err != nil {
+		var se *StreamError
+		if errors.As(err, &se) && se.Received > 0 {
+			return st, fmt.Errorf("snapshot of %s to %s: the stream broke after %d bytes (the member stopped or the connection was lost): %w; nothing was kept",
+				endpoint, path, se.Received, &etcdconn.Error{Err: se.Err})
+		}
+		return st, &etcdconn.Error{Op: fmt.Sprintf("snapshot of %s to %s", endpoint, path), Err: err}
+	}
+	return st, nil
 }
 
 func nonNil(s []string) []string {
