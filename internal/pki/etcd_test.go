@@ -29,18 +29,7 @@ import (
 func TestNewMemberJoinsKubeaszCluster(t *testing.T) {
 	root := t.TempDir()
 	ssl := filepath.Join(root, "clusters", "k8s-01", "ssl")
-	if err := os.MkdirAll(ssl, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"ca.pem", "ca-key.pem", "etcd.pem", "etcd-key.pem"} {
-		b, err := os.ReadFile(filepath.Join("testdata", "cfssl", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(ssl, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	copyCfssl(t, ssl, 0o600, "ca.pem", "ca-key.pem", "etcd.pem", "etcd-key.pem")
 	caCert, caKey := filepath.Join(ssl, "ca.pem"), filepath.Join(ssl, "ca-key.pem")
 	issue := func(args map[string]any) modrun.Result {
 		t.Helper()
@@ -144,4 +133,22 @@ func freePort(t *testing.T) string {
 	defer l.Close()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	return port
+}
+
+// copyCfssl copies kubeasz's cfssl-made files from testdata/cfssl into dir
+// (made 0700 if missing), each with mode.
+func copyCfssl(t *testing.T, dir string, mode os.FileMode, files ...string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join("testdata", "cfssl", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -103,4 +104,24 @@ func keyName(pub any) string {
 		return "Ed25519"
 	}
 	return fmt.Sprintf("%T", pub)
+}
+
+// lackingUsages names the extended key usages of u that cert lacks. A
+// certificate without extended key usages, or with "any", may be used for
+// all, as crypto/x509 verifies it.
+func lackingUsages(cert *x509.Certificate, u Usage) ([]string, error) {
+	want, err := u.extKeyUsages()
+	if err != nil {
+		return nil, err
+	}
+	if len(cert.ExtKeyUsage) == 0 || slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		return nil, nil
+	}
+	var lacking []string
+	for _, w := range want {
+		if !slices.Contains(cert.ExtKeyUsage, w) {
+			lacking = append(lacking, usageNames([]x509.ExtKeyUsage{w})...)
+		}
+	}
+	return lacking, nil
 }

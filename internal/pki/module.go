@@ -423,6 +423,22 @@ func runInfo(ctx context.Context, o options) (modrun.Result, error) {
 			reasons = append(reasons, "the key "+o.Key+" does not belong to it")
 		}
 	}
+	// A member certificate serves and authenticates to peers, a client
+	// certificate authenticates: one lacking that usage is refused by the
+	// other side's TLS however valid it is otherwise.
+	// A CA's own extended key usages only narrow what it may sign.
+	var lacking []string
+	if !cert.IsCA {
+		if lacking, err = lackingUsages(cert, Usage(o.Usage)); err != nil {
+			return res, err
+		}
+		res["usage_ok"] = len(lacking) == 0
+	}
+	if len(lacking) > 0 {
+		why := fmt.Sprintf("the %s usage of a %s certificate", strings.Join(lacking, " and "), o.Usage)
+		msg += "; lacks " + why
+		reasons = append(reasons, "it lacks "+why)
+	}
 	var pool *x509.CertPool
 	switch {
 	case o.CAPEM != "":

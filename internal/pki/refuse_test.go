@@ -337,6 +337,11 @@ func TestModuleInfoRenew(t *testing.T) {
 	}
 	caPEM := string(readFile(t, caCert))
 	cert, key := filepath.Join(dir, "etcd-10.0.0.4.pem"), filepath.Join(dir, "etcd-10.0.0.4-key.pem")
+	if res := runModule(t, map[string]any{"path": dir, "ca_cert": caCert, "ca_key": caKey, "name": "etcd-client",
+		"usage": "client", "validity_days": 100}); res["failed"] == true {
+		t.Fatal(res["msg"])
+	}
+	clientCert := filepath.Join(dir, "etcd-client.pem")
 	for _, tt := range []struct {
 		name   string
 		args   map[string]any
@@ -349,6 +354,9 @@ func TestModuleInfoRenew(t *testing.T) {
 		{"shared with another member", map[string]any{"ip_addresses": []string{"10.0.0.4"}}, "also names 127.0.0.1"},
 		{"from another CA", map[string]any{"ca_pem": string(otherCA.CertPEM)}, "not from the CA"},
 		{"a key that is not its own", map[string]any{"key": otherKey}, "does not belong"},
+		{"a client certificate's usage asked of a member's", map[string]any{"cert": clientCert}, "lacks the server auth usage"},
+		{"a client certificate as a client", map[string]any{"cert": clientCert, "usage": "client", "key": "",
+			"ip_addresses": []string{}, "dns_names": []string{}}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			args := map[string]any{"state": "info", "cert": cert, "key": key, "ca_pem": caPEM,

@@ -27,25 +27,8 @@ import (
 func TestRenewInPlace(t *testing.T) {
 	root := t.TempDir()
 	ssl, host := filepath.Join(root, "deploy", "ssl"), filepath.Join(root, "member", "ssl")
-	for _, d := range []string{ssl, host} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, f := range []string{"ca.pem", "ca-key.pem", "etcd.pem", "etcd-key.pem"} {
-		b, err := os.ReadFile(filepath.Join("testdata", "cfssl", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(ssl, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if f != "ca-key.pem" {
-			if err := os.WriteFile(filepath.Join(host, f), b, 0o640); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	copyCfssl(t, ssl, 0o600, "ca.pem", "ca-key.pem", "etcd.pem", "etcd-key.pem")
+	copyCfssl(t, host, 0o640, "ca.pem", "etcd.pem", "etcd-key.pem") // the CA key stays on the deploy node
 	caCert, caKey := filepath.Join(ssl, "ca.pem"), filepath.Join(ssl, "ca-key.pem")
 	caPEM, _ := os.ReadFile(caCert)
 	run := func(args map[string]any) modrun.Result {

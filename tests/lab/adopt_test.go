@@ -161,8 +161,11 @@ func adoptKubeasz(t *testing.T, version string) {
 	}
 	// After the adds every member's certificate names its address and is
 	// from the CA the member trusts, the shared one of kubeasz 3.x too.
-	if st := k.RunPlaybook("playbooks/tools/cluster_status.yml"); st.Failed() || strings.Count(st.Output, "verifies against") < len(h) {
-		t.Fatalf("cluster_status.yml after the adds: failed, or fewer than %d certificates checked\n%s", len(h), tail(st.Output, 40))
+	// The deploy node's client certificate (3.x etcd.pem, 2.x admin.pem) is
+	// read too.
+	if st := k.RunPlaybook("playbooks/tools/cluster_status.yml"); st.Failed() || strings.Count(st.Output, "verifies against") < len(h)+1 ||
+		!strings.Contains(st.Output, "deploy node: "+k.ClientCert+": ") {
+		t.Fatalf("cluster_status.yml after the adds: failed, fewer than %d certificates checked, or not %s\n%s", len(h)+1, k.ClientCert, tail(st.Output, 40))
 	}
 
 	// Malformed input changes nothing.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,8 +183,11 @@ func TestRenewCerts(t *testing.T) {
 	l.MustPlaybook("playbooks/02.etcd.yml", "etcd_cert_validity_days=10", "etcd_cert_renew_before_days=5")
 
 	status := l.Playbook("playbooks/tools/cluster_status.yml")
-	if !status.Failed() || !strings.Contains(status.Output, "expires within 30 days") {
-		t.Fatalf("cluster_status.yml does not fail on certificates ending in 10 days\n%s", tail(status.Output, 30))
+	clientCert := filepath.Join(l.PKIDir, "etcd-client.pem")
+	if !status.Failed() || !strings.Contains(status.Output, "expires within 30 days") ||
+		!regexp.MustCompile(`deploy node: `+regexp.QuoteMeta(clientCert)+`: [^"]*expires within 30 days`).MatchString(status.Output) {
+		t.Fatalf("cluster_status.yml does not fail on certificates ending in 10 days, the deploy node's %s among them\n%s",
+			clientCert, tail(status.Output, 30))
 	}
 	before := map[string]string{}
 	for _, host := range h {

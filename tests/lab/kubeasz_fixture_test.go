@@ -262,14 +262,8 @@ func (k *Kubeasz) MainPID(host string) int {
 // member, 100 to a transaction.
 func (k *Kubeasz) PutKeys(host, prefix string, from, n int) {
 	k.t.Helper()
-	for start := from; start < from+n; start += 100 {
-		var b strings.Builder
-		b.WriteString("\n")
-		for i := start; i < min(start+100, from+n); i++ {
-			fmt.Fprintf(&b, "put %s%06d value-%d\n", prefix, i, i)
-		}
-		b.WriteString("\n\n")
-		if out, err := k.Etcdctl(host, b.String(), "txn"); err != nil || !strings.HasPrefix(out, "SUCCESS") {
+	for _, txn := range putTxns(prefix, from, n) {
+		if out, err := k.Etcdctl(host, txn, "txn"); err != nil || !strings.HasPrefix(out, "SUCCESS") {
 			k.t.Fatalf("put keys through %s: %v\n%s", host, err, out)
 		}
 	}

@@ -255,14 +255,8 @@ func without(list []string, x string) []string {
 // PutKeys writes n keys prefix000000.. through host, 100 per transaction.
 func (l *Lab) PutKeys(host, prefix string, from, n int) {
 	l.t.Helper()
-	for start := from; start < from+n; start += 100 {
-		var b strings.Builder
-		b.WriteString("\n")
-		for i := start; i < min(start+100, from+n); i++ {
-			fmt.Fprintf(&b, "put %s%06d value-%d\n", prefix, i, i)
-		}
-		b.WriteString("\n\n")
-		l.MustSSH(host, "etcdctl txn <<'EOF'\n"+b.String()+"EOF")
+	for _, txn := range putTxns(prefix, from, n) {
+		l.MustSSH(host, "etcdctl txn <<'EOF'\n"+txn+"EOF")
 	}
 }
 
@@ -444,4 +438,20 @@ func fileSum(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("%x", sha256.Sum256(data))
+}
+
+// putTxns are etcdctl txn inputs (no compares, no failure branch) that put
+// keys prefix<from>..prefix<from+n-1>, value-<i> each, 100 to a transaction.
+func putTxns(prefix string, from, n int) []string {
+	var txns []string
+	for start := from; start < from+n; start += 100 {
+		var b strings.Builder
+		b.WriteString("\n")
+		for i := start; i < min(start+100, from+n); i++ {
+			fmt.Fprintf(&b, "put %s%06d value-%d\n", prefix, i, i)
+		}
+		b.WriteString("\n\n")
+		txns = append(txns, b.String())
+	}
+	return txns
 }
