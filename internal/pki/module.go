@@ -425,19 +425,19 @@ func runInfo(ctx context.Context, o options) (modrun.Result, error) {
 	}
 	// A member certificate serves and authenticates to peers, a client
 	// certificate authenticates: one lacking that usage is refused by the
-	// other side's TLS however valid it is otherwise.
-	// A CA's own extended key usages only narrow what it may sign.
-	var lacking []string
+	// other side's TLS however valid it is otherwise. (A CA's own extended
+	// key usages only narrow what it may sign.)
 	if !cert.IsCA {
-		if lacking, err = lackingUsages(cert, Usage(o.Usage)); err != nil {
+		lacking, err := lackingUsages(cert, Usage(o.Usage))
+		if err != nil {
 			return res, err
 		}
 		res["usage_ok"] = len(lacking) == 0
-	}
-	if len(lacking) > 0 {
-		why := fmt.Sprintf("the %s usage of a %s certificate", strings.Join(lacking, " and "), o.Usage)
-		msg += "; lacks " + why
-		reasons = append(reasons, "it lacks "+why)
+		if len(lacking) > 0 {
+			why := fmt.Sprintf("the %s usage of a %s certificate", strings.Join(lacking, " and "), o.Usage)
+			msg += "; lacks " + why
+			reasons = append(reasons, "it lacks "+why)
+		}
 	}
 	var pool *x509.CertPool
 	switch {
