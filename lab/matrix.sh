@@ -3,7 +3,9 @@
 # (tests/lab TestShortWorkflow) with each ansible-core (Debian bookworm's
 # 2.14, 2.19 in .venv-2.19 and the newest from PyPI in .venv; `make venv`)
 # and each etcd (3.4, the oldest with learners, 3.5 and 3.6). Prints one
-# line per pair and writes them to build/matrix.txt.
+# line per pair and writes them to build/matrix.txt. Then the rolling
+# upgrade 3.4 -> 3.5 -> 3.6 with a client writing all along (tests/lab
+# TestUpgradeEtcd with LAB_UPGRADE_MATRIX=1).
 #
 # env: MATRIX_ETCD (versions), MATRIX_ANSIBLE (ansible-playbook paths)
 set -uo pipefail
@@ -29,5 +31,13 @@ for e in $etcds; do
     echo "ansible-core $av + etcd $e: $r in $((SECONDS - start)) s" | tee -a "$out.new"
   done
 done
+start=$SECONDS
+if LAB_UPGRADE_MATRIX=1 ANSIBLE_PLAYBOOK=$top/.venv/bin/ansible-playbook ETCD_BIN_DIR=$top/bin \
+    go test -count=1 -tags lab -timeout 30m -v -run 'TestUpgradeEtcd$' ./tests/lab/ >build/matrix-upgrade.log 2>&1; then
+  r=pass
+else
+  r="FAIL (build/matrix-upgrade.log)"; failed=1
+fi
+echo "rolling upgrade 3.4.23 -> 3.5.35 -> 3.6.16 with a writer: $r in $((SECONDS - start)) s" | tee -a "$out.new"
 mv "$out.new" "$out"
 exit $failed

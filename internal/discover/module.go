@@ -14,12 +14,14 @@ var ModuleSpec = modrun.Spec{Options: []modrun.Option{
 	{Name: "unit", Type: modrun.TypeStr, Default: DefaultUnit},
 	{Name: "connect", Type: modrun.TypeBool, Default: true},
 	{Name: "dial_timeout", Type: modrun.TypeFloat, Default: 5},
+	{Name: "binary", Type: modrun.TypePath},
 }}
 
 type options struct {
 	Unit        string  `json:"unit"`
 	Connect     bool    `json:"connect"`
 	DialTimeout float64 `json:"dial_timeout"`
+	Binary      string  `json:"binary"`
 }
 
 // Facts is what etcd_facts returns as the etcd_local fact.
@@ -60,6 +62,9 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 	if o.DialTimeout <= 0 {
 		return nil, fmt.Errorf("dial_timeout must be positive, got %v", o.DialTimeout)
 	}
+	if o.Binary != "" {
+		return binaryVersion(ctx, o.Binary)
+	}
 	mem, err := Local(ctx, o.Unit)
 	if errors.Is(err, ErrNoUnit) {
 		return modrun.Result{"changed": false, "found": false,
@@ -92,4 +97,15 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 	msg := fmt.Sprintf("etcd %s runs here as %s (%s layout), member %q", mem.Version, mem.Unit.Name, mem.Layout, mem.Name)
 	return modrun.Result{"changed": false, "found": true, "msg": msg, "layout": mem.Layout,
 		"ansible_facts": map[string]any{"etcd_local": f}}, nil
+}
+
+// binaryVersion is etcd_facts with binary: the version that etcd binary
+// reports (as "etcd --version" prints it), and nothing else; no fact is set.
+func binaryVersion(ctx context.Context, binary string) (modrun.Result, error) {
+	v, err := BinaryVersion(ctx, binary)
+	if err != nil {
+		return nil, fmt.Errorf("find out which etcd %s is: %w", binary, err)
+	}
+	return modrun.Result{"changed": false, "binary": binary, "version": v,
+		"msg": fmt.Sprintf("%s is etcd %s", binary, v)}, nil
 }

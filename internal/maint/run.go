@@ -12,6 +12,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
@@ -189,6 +190,13 @@ type Defragmented struct {
 }
 
 func (r *runner) defragment(ctx context.Context) (res modrun.Result, err error) {
+	if r.o.Lock && !r.check {
+		unlock, err := r.lock(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 	v, err := r.view(ctx, true)
 	if err != nil {
 		return nil, err
@@ -499,4 +507,34 @@ func (r *runner) planUpgrade(ctx context.Context) (modrun.Result, error) {
 	res["resumed"] = p.Resumed
 	res["msg"] = strings.Join(p.Steps, "; ")
 	return res, nil
+}
+
+// lock takes the etcd lock under LockKey (a key held by a lease of this
+// run: it goes when the run ends or dies), waiting up to defrag_timeout
+// for another holder, and returns what releases it.
+func (r *runner) lock(ctx context.Context) (func(), error) {
+	cli, err := etcdconn.New(r.o.Options)
+	if err != nil {
+		return nil, err
+	}
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(30), concurrency.WithContext(ctx))
+	if err != nil {
+		cli.Close()
+		return nil, &etcdconn.Error{Op: "take the lock " + LockKey + " (a lease)", Err: err}
+	}
+	mu := concurrency.NewMutex(s, LockKey)
+	lctx, cancel := context.WithTimeout(ctx, r.o.DefragTimeoutDuration())
+	defer cancel()
+	if err := mu.Lock(lctx); err != nil {
+		s.Close()
+		cli.Close()
+		return nil, &etcdconn.Error{Op: "take the lock " + LockKey + " (another defragmentation holds it)", Err: err}
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.Background(), r.o.CommandTimeoutDuration())
+		defer cancel()
+		_ = mu.Unlock(uctx) // the session's lease goes below in any case
+		s.Close()
+		cli.Close()
+	}, nil
 }

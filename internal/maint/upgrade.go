@@ -137,6 +137,15 @@ func PlanUpgrade(from []string, clusterVersion, target string) (UpgradePlan, err
 	if p.Kind == UpgradeMinor {
 		p.Steps = append(p.Steps, fmt.Sprintf("once every member runs %s, the cluster version becomes %s by itself", to, to.MinorString()))
 	}
+	if p.Kind == UpgradeMinor && to.Major == 3 && to.Minor == 6 {
+		// etcd 3.6 panics on v2 requests in the raft log after the last
+		// snapshot ("detected disallowed v2 WAL"); etcd 3.4's /health
+		// wrote such requests (QGET), 3.5's does not.
+		p.Steps = append(p.Steps, "etcd 3.6 does not start on a member whose raft log still holds etcd v2 requests since its last "+
+			"snapshot (etcd 3.4's /health wrote them; see etcd's 3.5 to 3.6 upgrade guide): the run then stops at that member "+
+			"with the others serving; let the 3.5 members snapshot first (--snapshot-count entries, or one restart with "+
+			"--snapshot-count=1)")
+	}
 	return p, nil
 }
 

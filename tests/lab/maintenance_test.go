@@ -5,6 +5,7 @@ package lab
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDefragAndNoSpace fills a member-space-limited cluster until etcd
@@ -44,5 +45,43 @@ func TestDefragAndNoSpace(t *testing.T) {
 	}
 	if again := l.MustPlaybook("playbooks/tools/defrag_etcd.yml", quota); again.Changed() != 0 {
 		t.Fatalf("a second defragmentation changed %d tasks\n%s", again.Changed(), changedTasks(again.Output))
+	}
+
+	// The timer: every 15 s on every member, forced, so each firing
+	// defragments all three; the members take turns through the lock.
+	schedule := []string{quota, `{"etcd_defrag_schedule": "*-*-* *:*:00/15"}`, "etcd_defrag_force=true"}
+	l.MustPlaybook("playbooks/tools/defrag_etcd.yml", schedule...)
+	if again := l.MustPlaybook("playbooks/tools/defrag_etcd.yml", schedule...); again.Changed() != 0 {
+		t.Fatalf("installing the timer again changed %d tasks\n%s", again.Changed(), changedTasks(again.Output))
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for _, m := range h {
+		for {
+			out := l.MustSSH(m, "systemctl show -p Result -p ExecMainExitTimestampMonotonic -p ExecMainStatus etcdops-defrag.service")
+			if !strings.Contains(out, "ExecMainExitTimestampMonotonic=0\n") {
+				if !strings.Contains(out, "Result=success") || !strings.Contains(out, "ExecMainStatus=0") {
+					t.Fatalf("the timer's run on %s failed: %s\n%s", m, out, l.MustSSH(m, "journalctl -u etcdops-defrag.service --no-pager | tail -20"))
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the timer did not fire on %s within 90 s: %s", m, out)
+			}
+			time.Sleep(2 * time.Second)
+		}
+		if j := l.MustSSH(m, "journalctl -u etcdops-defrag.service --no-pager"); !strings.Contains(j, "defragmented etcd") {
+			t.Fatalf("the timer's run on %s defragmented nothing:\n%s", m, tail(j, 20))
+		}
+	}
+	l.MustPlaybook("playbooks/tools/defrag_etcd.yml", quota, "etcd_defrag_schedule=off")
+	for _, m := range h {
+		out, _ := l.SSH(m, "for f in /etc/systemd/system/etcdops-defrag.timer /etc/systemd/system/etcdops-defrag.service /etc/etcdops/defrag.json; "+
+			"do test ! -e $f || echo LEFT $f; done; systemctl is-enabled etcdops-defrag.timer 2>&1")
+		if strings.Contains(out, "LEFT") || strings.HasPrefix(out, "enabled") {
+			t.Fatalf("the timer is still there on %s: %s", m, out)
+		}
+	}
+	if again := l.MustPlaybook("playbooks/tools/defrag_etcd.yml", quota, "etcd_defrag_schedule=off"); again.Changed() != 0 {
+		t.Fatalf("removing the timer again changed %d tasks\n%s", again.Changed(), changedTasks(again.Output))
 	}
 }
