@@ -3,10 +3,94 @@
 package lab
 
 import (
+	"context"
+	"crypto/rand"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcdops/etcdops/internal/etcdconn"
 )
+
+// dbSizes is each host's database file size, from its member's status.
+func dbSizes(t *testing.T, hosts []string, ca, cert, key string) map[string]int64 {
+	t.Helper()
+	cli := tlsClient(t, hosts, ca, cert, key)
+	defer cli.Close()
+	out := map[string]int64{}
+	for _, h := range hosts {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := cli.Status(ctx, "https://"+h+":2379")
+		cancel()
+		if err != nil {
+			t.Fatalf("status of %s: %v", h, err)
+		}
+		out[h] = st.DbSize
+	}
+	return out
+}
+
+func tlsClient(t *testing.T, hosts []string, ca, cert, key string) *clientv3.Client {
+	t.Helper()
+	cli, err := etcdconn.New(etcdconn.Options{Endpoints: endpoints(hosts), CACert: ca, ClientCert: cert, ClientKey: key,
+		DialTimeout: 5, CommandTimeout: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli
+}
+
+// fillAndDelete writes n keys of size random bytes under prefix through
+// hosts' members, then deletes them: their pages are free once compacted.
+func fillAndDelete(t *testing.T, hosts []string, ca, cert, key, prefix string, n, size int) {
+	t.Helper()
+	cli := tlsClient(t, hosts, ca, cert, key)
+	defer cli.Close()
+	val := make([]byte, size)
+	ctx := context.Background()
+	for i := range n {
+		rand.Read(val)
+		if _, err := cli.Put(ctx, fmt.Sprintf("%s%05d", prefix, i), string(val)); err != nil {
+			t.Fatalf("fill %s: %v", prefix, err)
+		}
+	}
+	if _, err := cli.Delete(ctx, prefix, clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// compact compacts the key space to the current revision and gives every
+// member's backend time to commit it (etcd counts the freed pages after
+// its next commit, every 100 ms).
+func compact(t *testing.T, hosts []string, ca, cert, key string) {
+	t.Helper()
+	cli := tlsClient(t, hosts, ca, cert, key)
+	defer cli.Close()
+	ctx := context.Background()
+	resp, err := cli.Get(ctx, "/", clientv3.WithKeysOnly(), clientv3.WithLimit(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+}
+
+// expectShrunk fails unless every member's database is at most share of
+// its size before.
+func expectShrunk(t *testing.T, before, after map[string]int64, share float64) {
+	t.Helper()
+	for h, b := range before {
+		t.Logf("%s: database %d KiB before, %d KiB after", h, b>>10, after[h]>>10)
+		if float64(after[h]) > share*float64(b) {
+			t.Fatalf("%s's database went from %d to %d bytes, not down to %.0f%% or less", h, b, after[h], share*100)
+		}
+	}
+}
 
 // TestDefragAndNoSpace fills a member-space-limited cluster until etcd
 // raises NOSPACE and refuses writes, then recovers it with
@@ -30,10 +114,15 @@ func TestDefragAndNoSpace(t *testing.T) {
 		t.Fatalf("cluster_status.yml does not show the NOSPACE alarm\n%s", tail(status.Output, 40))
 	}
 
+	ca, cert, key := l.PKIDir+"/ca.pem", l.PKIDir+"/etcd-client.pem", l.PKIDir+"/etcd-client-key.pem"
+	before := dbSizes(t, h, ca, cert, key)
 	r := l.MustPlaybook("playbooks/tools/defrag_etcd.yml", quota, "etcd_disarm_nospace=true")
 	if r.Changed() == 0 {
 		t.Fatalf("defrag_etcd.yml with etcd_disarm_nospace changed nothing\n%s", tail(r.Output, 40))
 	}
+	// Every value was deleted and the recovery compacts first: the ~16 MiB
+	// of values are free, and each file shrinks to a small part of it.
+	expectShrunk(t, before, dbSizes(t, h, ca, cert, key), 0.25)
 	if out, err := l.SSH(h[1], "etcdctl put /after-recovery ok && etcdctl alarm list"); err != nil || strings.Contains(out, "NOSPACE") {
 		t.Fatalf("writes do not work after the recovery, or the alarm is still there: %v\n%s", err, out)
 	}
