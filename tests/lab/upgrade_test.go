@@ -111,10 +111,12 @@ func TestUpgradeEtcd(t *testing.T) {
 		t.Fatalf("the old binary was not kept: %s", out)
 	}
 
+	upgraded := l.memberState()
 	down := l.Playbook(upgradePlaybook, bk, "etcd_bin_src="+bin34, "etcd_version=3.4.23")
 	if !down.Failed() || !strings.Contains(down.Output, "downgrade") {
 		t.Fatalf("a downgrade was not refused\n%s", tail(down.Output, 40))
 	}
+	l.expectUnchanged(upgraded, "after the refused downgrade")
 	if again := l.MustPlaybook(upgradePlaybook, bk, "etcd_bin_src="+bin35, "etcd_version=3.5.35"); again.Changed() != 0 {
 		t.Fatalf("a second run changed %d tasks\n%s", again.Changed(), changedTasks(again.Output))
 	}
