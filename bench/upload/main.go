@@ -89,6 +89,9 @@ func runChild(arm, file, key, sum string) error {
 	if err != nil {
 		return err
 	}
+	if arm != "plain" {
+		objstore.LimitMemory(cfg) // as `etcdops backup run` does
+	}
 	ctx := context.Background()
 	start := time.Now()
 	var sent int64
@@ -224,6 +227,9 @@ func run(sizeMiB, rounds int, cache, out string) error {
 	fmt.Fprintf(&b, "  zstd: %.2f:1 (%d MiB to %d MiB), median time %.2fs (plain %.2fs)\n",
 		float64(size)/float64(zs), sizeMiB, zs>>20, median(got["zstd"]).Seconds(), median(got["plain"]).Seconds())
 	fmt.Fprintf(&b, "  peak memory (max over rounds): plain %s   project %s   zstd %s\n", peak(got["plain"]), peak(got["project"]), peak(got["zstd"]))
+	r := ratioList(got["plain"], got["project"])
+	fmt.Fprintf(&b, "  targets: project throughput >= 0.8x plain (median): %s; project and zstd peak VmHWM <= 64 MiB: %s\n",
+		yes(r[len(r)/2] >= 0.8), yes(max(peakHWM(got["project"]), peakHWM(got["zstd"])) <= 64<<20))
 	fmt.Print(b.String())
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
@@ -369,15 +375,36 @@ func peak(ms []measurement) string {
 	return p.mem()
 }
 
-// ratios formats the throughput ratios of b to base (base's time over
-// b's), round by round: median (min–max).
-func ratios(base, b []measurement) string {
+// ratioList is the throughput ratios of b to base (base's time over b's),
+// round by round, sorted.
+func ratioList(base, b []measurement) []float64 {
 	var r []float64
 	for i := range b {
 		r = append(r, base[i].wall.Seconds()/b[i].wall.Seconds())
 	}
 	slices.Sort(r)
+	return r
+}
+
+// ratios formats ratioList: median (min–max).
+func ratios(base, b []measurement) string {
+	r := ratioList(base, b)
 	return fmt.Sprintf("%.2fx (%.2f–%.2f)", r[len(r)/2], r[0], r[len(r)-1])
+}
+
+func peakHWM(ms []measurement) int64 {
+	var p int64
+	for _, m := range ms {
+		p = max(p, m.VmHWM)
+	}
+	return p
+}
+
+func yes(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
 }
 
 func median(ms []measurement) time.Duration {

@@ -17,6 +17,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/etcdops/etcdops/internal/codec"
+	"github.com/etcdops/etcdops/internal/objstore"
 )
 
 const usage = `usage:
@@ -45,6 +46,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	c, err := Load(*config)
+	if err == nil && c.S3 != nil {
+		defer objstore.LimitMemory(*c.S3)()
+	}
 	if err == nil {
 		switch args[0] {
 		case "run":

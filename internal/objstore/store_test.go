@@ -8,8 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -234,6 +236,35 @@ func TestWrongCredentialsSayWhyWithoutTheSecret(t *testing.T) {
 			}
 			if objstore.IsNotFound(serr) {
 				t.Errorf("refused credentials taken for a missing object: %v", serr)
+			}
+		})
+	}
+}
+
+// LimitMemory sets one part and 24 MiB as the soft limit, keeps a limit
+// GOMEMLIMIT (or anyone) set, and its restore puts the previous one back.
+func TestLimitMemory(t *testing.T) {
+	const unset = math.MaxInt64
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	for _, tc := range []struct {
+		name string
+		prev int64
+		part uint64
+		want int64
+	}{
+		{"default part", unset, 0, 40 << 20},
+		{"configured part", unset, 64 << 20, 88 << 20},
+		{"limit set before", 100 << 20, 0, 100 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetMemoryLimit(tc.prev)
+			restore := objstore.LimitMemory(objstore.Config{PartSize: tc.part})
+			if got := debug.SetMemoryLimit(-1); got != tc.want {
+				t.Errorf("limit %d MiB, want %d MiB", got>>20, tc.want>>20)
+			}
+			restore()
+			if got := debug.SetMemoryLimit(-1); got != tc.prev {
+				t.Errorf("restored limit %d, want %d", got, tc.prev)
 			}
 		})
 	}
