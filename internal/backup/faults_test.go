@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/etcdtest"
 	"github.com/etcdops/etcdops/internal/objstore"
 	"github.com/etcdops/etcdops/internal/objstore/s3test"
@@ -276,49 +277,69 @@ func noSecret(t *testing.T, c objstore.Config, texts ...string) {
 	}
 }
 
-// A run killed (SIGKILL) while its multipart upload is under way leaves no
-// object under the final key; the next run takes the lock once the dead
-// run's lease expires, aborts the unfinished upload and uploads the same
-// snapshot.
+// A run killed while its multipart upload is under way, by SIGKILL or by
+// the SIGTERM of systemctl stop, leaves no object under the final key; the
+// next run takes the lock once the dead run's lease expires, aborts the
+// unfinished upload and uploads the same snapshot.
 func TestRunKilledMidUploadCompletesOnTheNextRun(t *testing.T) {
 	cl := etcdtest.NewCluster(t, 1)
 	putMiB(t, cl, "big/", 48)
 	srv := s3test.Start(t)
-	s3 := srv.Config("c1/")
-	f := newFixture(t, cl, srv, t.TempDir(), "1000h", &s3)
-	st := srv.Store(t, "")
+	for i, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			forgetDone(t, cl)
+			s3 := srv.Config(fmt.Sprintf("c%d/", i))
+			f := newFixture(t, cl, srv, t.TempDir(), "1000h", &s3)
+			st := srv.Store(t, "")
+			cmd := exec.Command(os.Args[0], "run", "--config", f.conf)
+			cmd.Env = append(os.Environ(), childEnv+"=1")
+			var childOut bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &childOut, &childOut
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			deadline := time.After(60 * time.Second)
+			for !uploading(st, f.prefix) {
+				select {
+				case err := <-exited:
+					t.Fatalf("the run ended (%v) before its upload was seen under way:\n%s", err, childOut.String())
+				case <-deadline:
+					cmd.Process.Kill()
+					t.Fatalf("no upload under way after 60s:\n%s", childOut.String())
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
+			cmd.Process.Signal(sig)
+			if err := <-exited; err == nil {
+				t.Fatalf("the run stopped by %s mid-upload succeeded:\n%s", sig, childOut.String())
+			}
+			t.Logf("the run stopped by %s: %s", sig, childOut.String())
+			if objs, err := st.List(context.Background()); err != nil || len(objs) != 0 {
+				t.Fatalf("objects after the run was stopped mid-upload: %+v %v", objs, err)
+			}
+			l := f.pendingOne(t)
 
-	cmd := exec.Command(os.Args[0], "run", "--config", f.conf)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	var childOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &childOut, &childOut
-	if err := cmd.Start(); err != nil {
+			if code, out, errOut := f.run(); code != 0 {
+				t.Fatalf("run after the kill: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+			}
+			f.uploaded(t, l)
+		})
+	}
+}
+
+// forgetDone deletes the record of the period done, as if none had been.
+func forgetDone(t *testing.T, cl *etcdtest.Cluster) {
+	t.Helper()
+	cli, err := etcdconn.New(cl.Options())
+	if err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	deadline := time.After(60 * time.Second)
-	for !uploading(st, f.prefix) {
-		select {
-		case err := <-exited:
-			t.Fatalf("the run ended (%v) before its upload was seen under way:\n%s", err, childOut.String())
-		case <-deadline:
-			cmd.Process.Kill()
-			t.Fatalf("no upload under way after 60s:\n%s", childOut.String())
-		case <-time.After(2 * time.Millisecond):
-		}
+	defer cli.Close()
+	if _, err := cli.Delete(context.Background(), DoneKey); err != nil {
+		t.Fatal(err)
 	}
-	cmd.Process.Kill()
-	<-exited
-	if keys := srv.Keys(t); len(keys) != 0 {
-		t.Fatalf("objects after the run was killed mid-upload: %v", keys)
-	}
-	l := f.pendingOne(t)
-
-	if code, out, errOut := f.run(); code != 0 {
-		t.Fatalf("run after the kill: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
-	}
-	f.uploaded(t, l)
 }
 
 // uploading reports whether a multipart upload under prefix is unfinished.
