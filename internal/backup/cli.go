@@ -28,7 +28,7 @@ const usage = `usage:
 // Main is `etcdops backup ...` (args after "backup"): it returns the exit
 // status. A failure is one line on stderr, without any credential.
 func Main(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
@@ -73,6 +73,29 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// signalContext is cancelled by SIGTERM (systemctl stop) or SIGINT, with
+// the signal as its cause, so that the error says why the run stopped.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sigs:
+			name := "SIGTERM"
+			if s == os.Interrupt {
+				name = "SIGINT"
+			}
+			cancel(fmt.Errorf("stopped by %s", name))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		cancel(nil)
+	}
 }
 
 func runCmd(ctx context.Context, c Config, stdout io.Writer) error {

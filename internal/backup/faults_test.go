@@ -315,7 +315,10 @@ func TestRunKilledMidUploadCompletesOnTheNextRun(t *testing.T) {
 			if err := <-exited; err == nil {
 				t.Fatalf("the run stopped by %s mid-upload succeeded:\n%s", sig, childOut.String())
 			}
-			t.Logf("the run stopped by %s: %s", sig, childOut.String())
+			t.Logf("the run stopped by %s said: %s", sig, childOut.String())
+			if said := childOut.String(); sig == syscall.SIGTERM && (!strings.Contains(said, "stopped by SIGTERM") || !strings.Contains(said, "the next run uploads it")) {
+				t.Errorf("the run stopped by SIGTERM said: %s", said)
+			}
 			if objs, err := st.List(context.Background()); err != nil || len(objs) != 0 {
 				t.Fatalf("objects after the run was stopped mid-upload: %+v %v", objs, err)
 			}
