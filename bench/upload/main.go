@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,6 +200,9 @@ func run(sizeMiB, rounds int, cache, out string) error {
 			}
 			cmd := exec.Command(self, "-child", arm, "-file", file, "-key", key, "-sha256", sum)
 			cmd.Env = append(os.Environ(), configEnv+"="+string(env))
+			// The previous upload's pages are written out first: no arm
+			// pays for another's writeback.
+			syscall.Sync()
 			m, err := measure(cmd)
 			if err != nil {
 				return fmt.Errorf("%s: %w", arm, err)
