@@ -6,13 +6,16 @@ GO ?= go
 N ?= 4
 MODULES := $(notdir $(wildcard modules/*))
 ARCHES := amd64 arm64
-GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "-s -w -buildid="
+# The one place the version is kept: the binary is stamped with it (every
+# module result reports it as etcdops_version) and the collection carries it.
+VERSION := $(shell cat VERSION)
+GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "-s -w -buildid= -X github.com/etcdops/etcdops/internal/modrun.Version=$(VERSION)"
 ANSIBLE_PLAYBOOK ?= ansible-playbook
 VENV := .venv
 VENV_219 := .venv-2.19
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build deps venv etcd-bin test test-go test-lab lint lab-up lab-down demo bench matrix molecule clean
+.PHONY: collection help build deps venv etcd-bin test test-go test-lab lint lab-up lab-down demo bench matrix molecule clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
