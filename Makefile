@@ -29,6 +29,10 @@ build: ## Build the one binary, build/linux_<arch>/etcdops, and link it as libra
 	@mkdir -p library && for m in $(MODULES); do ln -f build/linux_amd64/etcdops library/$$m 2>/dev/null || cp -f build/linux_amd64/etcdops library/$$m; done
 	@echo "built: $(foreach a,$(ARCHES),build/linux_$(a)/etcdops); linked as library/: $(MODULES)"
 
+collection: build venv ## The Ansible collection etcdops.etcd: build/etcdops-etcd-<VERSION>.tar.gz, assembled in build/collection
+	$(VENV)/bin/python collection/build.py build/collection/ansible_collections/etcdops/etcd
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path build build/collection/ansible_collections/etcdops/etcd
+
 deps: ## Install what a fresh machine lacks (Debian packages)
 	@bash lab/install-deps.sh
 
