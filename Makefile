@@ -46,7 +46,7 @@ test-go: build etcd-bin venv ## Go unit and integration tests (embedded and real
 
 # The full scenario runs on the newest pair: ansible-core from .venv, the
 # pinned etcd. make matrix covers the others.
-test-lab: build etcd-bin venv ## End-to-end tests of the playbooks in the lab (newest ansible-core)
+test-lab: build etcd-bin venv collection ## End-to-end tests of the playbooks in the lab (newest ansible-core; the collection on 2.14 too)
 	ANSIBLE_PLAYBOOK=$(CURDIR)/$(VENV)/bin/ansible-playbook ETCD_BIN_DIR=$(CURDIR)/bin \
 	  $(GO) test -count=1 -tags lab -timeout 60m -v ./tests/lab/
 
