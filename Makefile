@@ -70,13 +70,14 @@ $(VENV_219)/.installed: requirements-2.19.txt lab/find-python.sh
 	$(VENV_219)/bin/pip install -q --disable-pip-version-check -r requirements-2.19.txt
 	touch $@
 
-lint: build venv ## gofmt, go vet, staticcheck, yamllint, ansible-lint (production profile)
+lint: build venv collection ## gofmt, go vet, staticcheck, yamllint, ansible-lint (production profile), on the collection too, and its ansible-test sanity
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags lab ./tests/...
 	$(GO) run $(STATICCHECK) ./...
 	$(VENV)/bin/yamllint -s playbooks roles library
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH ansible-lint --offline
+	bash collection/check.sh
 
 lab-up: ## Bring up the lab: N machines (default 4) and inventory/hosts
 	bash lab/lab.sh up $(N)

@@ -16,7 +16,8 @@ the repository is packaged as it is:
                                     and the link playbooks/name.yml
   playbooks/**/name.yml          -> playbooks/**/name.yml
   collection/*                   -> galaxy.yml (version from VERSION),
-                                    meta/runtime.yml, README.md
+                                    meta/runtime.yml, README.md, ...; not
+                                    the tools beside them (*.py, *.sh)
 
 In the playbooks and the roles, module names and role names become fully
 qualified (<ns>.<name>.<module>). Exits non-zero, naming the cause, when a
@@ -70,11 +71,19 @@ class Rewriter:
         alt = '|'.join(re.escape(m) for m in sorted(modules, key=len, reverse=True))
         # A task's (or module_defaults') key naming a module.
         self.module_key = re.compile(r'^(\s*(?:-\s+)?)(%s):(\s|$)' % alt) if modules else None
+        # A module named in documentation markup, M(<module>).
+        self.module_ref = re.compile(r'M\((%s)\)' % alt) if modules else None
         self.roles = set(roles)
         self.role_block = re.compile(r'^(\s*)(?:-\s+)?(?:ansible\.builtin\.)?(?:include_role|import_role):\s*$')
         self.roles_list = re.compile(r'^(\s*)roles:\s*$')
         self.role_name = re.compile(r'^(\s*)name:\s*(\S+)\s*$')
         self.role_item = re.compile(r'^(\s*-\s+)(?:(role|name):\s*)?(\S+)\s*$')
+
+    def rewrite_docs(self, text):
+        """Qualifies the modules a sidecar's markup names, M(<module>)."""
+        if not self.module_ref:
+            return text
+        return self.module_ref.sub(lambda m: 'M(%s%s)' % (self.prefix, m.group(1)), text)
 
     def qualify_role(self, name):
         return self.prefix + name if name in self.roles else name
@@ -170,8 +179,8 @@ def build(out):
     os.makedirs(out)
     for entry in os.listdir(HERE):
         src = os.path.join(HERE, entry)
-        if entry in ('build.py', '__pycache__'):
-            continue
+        if entry == '__pycache__' or entry.endswith(('.py', '.sh')):
+            continue  # the tools that build and check the collection
         if os.path.isdir(src):
             shutil.copytree(src, os.path.join(out, entry), ignore=SKIP)
         else:
@@ -192,13 +201,18 @@ def build(out):
 
     # The modules: lookup needs a file named after each; the docs beside it.
     modules = subdirs(os.path.join(ROOT, 'modules'))
+    roles = subdirs(os.path.join(ROOT, 'roles'))
+    rewriter = Rewriter(prefix, modules, roles)
     mod_dir = os.path.join(out, 'plugins', 'modules')
     os.makedirs(mod_dir)
     for m in modules:
         doc = os.path.join(ROOT, 'library', m + '.yml')
         if not os.path.isfile(doc):
             raise BuildError('module %s has no documentation sidecar library/%s.yml' % (m, m))
-        shutil.copyfile(doc, os.path.join(mod_dir, m + '.yml'))
+        with open(doc) as f:
+            text = f.read()
+        with open(os.path.join(mod_dir, m + '.yml'), 'w') as f:
+            f.write(rewriter.rewrite_docs(text))
         with open(os.path.join(mod_dir, m), 'w') as f:
             f.write(STUB.replace('MODULE', m).replace('PREFIX', prefix))
         os.chmod(os.path.join(mod_dir, m), 0o755)
@@ -216,8 +230,6 @@ def build(out):
         if not os.path.exists(os.path.join(out, 'plugins', 'action', m + '.py')):
             raise BuildError('module %s has no action plugin plugins/action/%s.py' % (m, m))
 
-    roles = subdirs(os.path.join(ROOT, 'roles'))
-    rewriter = Rewriter(prefix, modules, roles)
     for r in roles:
         copy_yaml_tree(os.path.join(ROOT, 'roles', r), os.path.join(out, 'roles', r), rewriter)
 
