@@ -16,6 +16,7 @@ import (
 // ansible.cfg and nothing of this repository on the search paths but the
 // installed collection.
 type collectionRun struct {
+	t          *testing.T
 	l          *Lab
 	workDir    string
 	installDir string
@@ -24,7 +25,7 @@ type collectionRun struct {
 
 // newCollectionRun installs the tarball make collection built into a fresh
 // directory, with Debian's ansible-galaxy (ansible-core 2.14), the oldest
-// one supported.
+// one supported; l may be nil for what needs no lab machines.
 func newCollectionRun(t *testing.T, l *Lab) *collectionRun {
 	t.Helper()
 	version, err := os.ReadFile(filepath.Join(repoRoot, "VERSION"))
@@ -35,7 +36,7 @@ func newCollectionRun(t *testing.T, l *Lab) *collectionRun {
 	if _, err := os.Stat(tarball); err != nil {
 		t.Fatalf("no collection tarball (make collection builds it): %v", err)
 	}
-	c := &collectionRun{l: l, workDir: t.TempDir(), installDir: t.TempDir()}
+	c := &collectionRun{t: t, l: l, workDir: t.TempDir(), installDir: t.TempDir()}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ANSIBLE_") {
 			c.env = append(c.env, kv)
@@ -110,6 +111,45 @@ func quoteAll(args []string) []string {
 	return out
 }
 
+// TestCollectionDocs: ansible-doc lists every module of modules/ in the
+// installed collection (a binary module's stub is a file, not a link, for
+// this), on ansible-core 2.14 and the newest, and shows a module's sidecar,
+// the version every result reports included.
+func TestCollectionDocs(t *testing.T) {
+	c := newCollectionRun(t, nil)
+	dirs, err := os.ReadDir(filepath.Join(repoRoot, "modules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range []string{oldAnsible("ansible-doc"), filepath.Join(newestBin(), "ansible-doc")} {
+		list := c.command(doc, "-l", "etcdops.etcd")
+		for _, d := range dirs {
+			if !strings.Contains(list, "etcdops.etcd."+d.Name()+" ") {
+				t.Errorf("%s -l etcdops.etcd does not list %s:\n%s", doc, d.Name(), list)
+			}
+		}
+		member := c.command(doc, "etcdops.etcd.etcd_member")
+		for _, want := range []string{"Lists the members of an etcd", "etcdops_version", "peer_urls"} {
+			if !strings.Contains(member, want) {
+				t.Errorf("%s etcdops.etcd.etcd_member shows no %q:\n%s", doc, want, tail(member, 40))
+			}
+		}
+	}
+}
+
+// command runs an ansible command as the collection's user does and
+// returns its output.
+func (c *collectionRun) command(name string, args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir, cmd.Env = c.workDir, c.env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("%s %v: %v\n%s", name, args, err, tail(string(out), 40))
+	}
+	return string(out)
+}
+
 // TestCollection: the tarball installed with ansible-galaxy, the FQCN
 // playbooks run from outside the checkout without an ansible.cfg. With
 // ansible-core 2.14: deploy, add, remove the leader, back up, restore. With
@@ -177,12 +217,10 @@ func TestCollection(t *testing.T) {
 	l.ExpectVoterCount(rest[0], 3)
 	c.Playbook(newest, "etcdops.etcd.23.backup")
 	restoreChecked(newest, rest, "new/")
-	adhoc := exec.Command(filepath.Join(newestBin(), "ansible"), "-i", l.Inventory, rest[0], "-m", "etcdops.etcd.etcd_member")
-	adhoc.Dir, adhoc.Env = c.workDir, c.env
-	out, err := adhoc.CombinedOutput()
+	out := c.command(filepath.Join(newestBin(), "ansible"), "-i", l.Inventory, rest[0], "-m", "etcdops.etcd.etcd_member")
 	version, _ := os.ReadFile(filepath.Join(repoRoot, "VERSION"))
-	if want := fmt.Sprintf("%q: %q", "etcdops_version", strings.TrimSpace(string(version))); err != nil || !strings.Contains(string(out), want) {
-		t.Fatalf("ad hoc etcdops.etcd.etcd_member: %v; no %s in\n%s", err, want, tail(string(out), 40))
+	if want := fmt.Sprintf("%q: %q", "etcdops_version", strings.TrimSpace(string(version))); !strings.Contains(out, want) {
+		t.Fatalf("ad hoc etcdops.etcd.etcd_member: no %s in\n%s", want, tail(out, 40))
 	}
 
 	// ansible-runner, as AWX runs playbooks.
