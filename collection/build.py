@@ -13,11 +13,11 @@ the repository is packaged as it is:
   roles/<r>/                     -> roles/<r>/
   playbooks/**/NN.name.yml       -> playbooks/**/NN/name.yml, which is where
                                     ansible-core looks for <ns>.<name>.NN.name,
-                                    and the link playbooks/name.yml
+                                    and the link playbooks/**/name.yml
   playbooks/**/name.yml          -> playbooks/**/name.yml
   collection/*                   -> galaxy.yml (version from VERSION),
                                     meta/runtime.yml, README.md, ...; not
-                                    the tools beside them (*.py, *.sh)
+                                    the tools beside them (*.py, *.sh, *.go)
 
 In the playbooks and the roles, module names and role names become fully
 qualified (<ns>.<name>.<module>). Exits non-zero, naming the cause, when a
@@ -179,7 +179,7 @@ def build(out):
     os.makedirs(out)
     for entry in os.listdir(HERE):
         src = os.path.join(HERE, entry)
-        if entry == '__pycache__' or entry.endswith(('.py', '.sh')):
+        if entry == '__pycache__' or entry.endswith(('.py', '.sh', '.go')):
             continue  # the tools that build and check the collection
         if os.path.isdir(src):
             shutil.copytree(src, os.path.join(out, entry), ignore=SKIP)

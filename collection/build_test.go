@@ -49,6 +49,12 @@ func TestAssemble(t *testing.T) {
 		t.Errorf("galaxy.yml does not carry VERSION %s: %v", version, err)
 	}
 
+	for _, tool := range []string{"build.py", "check.sh", "get_pip_offline.py", "build_test.go"} {
+		if _, err := os.Stat(filepath.Join(out, tool)); err == nil {
+			t.Errorf("the tool %s is packaged in the collection", tool)
+		}
+	}
+
 	modules := names(t, "../modules")
 	for _, m := range modules {
 		st, err := os.Lstat(filepath.Join(out, "plugins", "modules", m))
