@@ -6,13 +6,16 @@ GO ?= go
 N ?= 4
 MODULES := $(notdir $(wildcard modules/*))
 ARCHES := amd64 arm64
-GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "-s -w -buildid="
+# The one place the version is kept: the binary is stamped with it (every
+# module result reports it as etcdops_version) and the collection carries it.
+VERSION := $(shell cat VERSION)
+GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "-s -w -buildid= -X github.com/etcdops/etcdops/internal/modrun.Version=$(VERSION)"
 ANSIBLE_PLAYBOOK ?= ansible-playbook
 VENV := .venv
 VENV_219 := .venv-2.19
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build deps venv etcd-bin test test-go test-lab lint lab-up lab-down demo bench matrix molecule clean
+.PHONY: collection help build deps venv etcd-bin test test-go test-lab lint lab-up lab-down demo bench matrix molecule clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,6 +28,10 @@ build: ## Build the one binary, build/linux_<arch>/etcdops, and link it as libra
 	done
 	@mkdir -p library && for m in $(MODULES); do ln -f build/linux_amd64/etcdops library/$$m 2>/dev/null || cp -f build/linux_amd64/etcdops library/$$m; done
 	@echo "built: $(foreach a,$(ARCHES),build/linux_$(a)/etcdops); linked as library/: $(MODULES)"
+
+collection: build venv ## The Ansible collection etcdops.etcd: build/etcdops-etcd-<VERSION>.tar.gz, assembled in build/collection
+	$(VENV)/bin/python collection/build.py build/collection/ansible_collections/etcdops/etcd
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path build build/collection/ansible_collections/etcdops/etcd
 
 deps: ## Install what a fresh machine lacks (Debian packages)
 	@bash lab/install-deps.sh
@@ -39,7 +46,7 @@ test-go: build etcd-bin venv ## Go unit and integration tests (embedded and real
 
 # The full scenario runs on the newest pair: ansible-core from .venv, the
 # pinned etcd. make matrix covers the others.
-test-lab: build etcd-bin venv ## End-to-end tests of the playbooks in the lab (newest ansible-core)
+test-lab: build etcd-bin venv collection ## End-to-end tests of the playbooks in the lab (newest ansible-core; the collection on 2.14 too)
 	ANSIBLE_PLAYBOOK=$(CURDIR)/$(VENV)/bin/ansible-playbook ETCD_BIN_DIR=$(CURDIR)/bin \
 	  $(GO) test -count=1 -tags lab -timeout 60m -v ./tests/lab/
 
@@ -63,13 +70,14 @@ $(VENV_219)/.installed: requirements-2.19.txt lab/find-python.sh
 	$(VENV_219)/bin/pip install -q --disable-pip-version-check -r requirements-2.19.txt
 	touch $@
 
-lint: build venv ## gofmt, go vet, staticcheck, yamllint, ansible-lint (production profile)
+lint: build venv collection ## gofmt, go vet, staticcheck, yamllint, ansible-lint (production profile), on the collection too, and its ansible-test sanity
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags lab ./tests/...
 	$(GO) run $(STATICCHECK) ./...
 	$(VENV)/bin/yamllint -s playbooks roles library
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH ansible-lint --offline
+	bash collection/check.sh
 
 lab-up: ## Bring up the lab: N machines (default 4) and inventory/hosts
 	bash lab/lab.sh up $(N)

@@ -244,7 +244,7 @@ class ActionModule(ActionBase):
         self._update_module_args(module, args, task_vars)
         stdin = json.dumps(args, cls=_ENCODER).encode('utf-8')
 
-        res = self._script(stdin, 'run', cache_dir, *['%s=%s' % (arch, digest) for arch, (_, digest) in sorted(builds.items())])
+        res = self._script(stdin, 'run', cache_dir, *['%s=%s' % (arch, build[1]) for arch, build in sorted(builds.items())])
         mark = self._mark(res)
         if mark and mark[0] == 'NOBUILD':
             result.update(failed=True, msg='%s: no etcdops build for this target (uname -sm: %s); available: %s' % (

@@ -72,6 +72,10 @@ func TestSidecarsMatchSpecs(t *testing.T) {
 			if len(doc.Return) == 0 {
 				t.Error("RETURN documents nothing")
 			}
+			// modrun adds etcdops_version to every result of every module.
+			if v, ok := doc.Return["etcdops_version"].(map[string]any); !ok || v["returned"] != "always" || v["type"] != "str" {
+				t.Errorf("RETURN does not document etcdops_version (returned: always, type: str): %v", doc.Return["etcdops_version"])
+			}
 			compareOptions(t, entry.Spec, doc.Documentation.Options)
 		})
 	}

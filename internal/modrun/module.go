@@ -54,6 +54,11 @@ func (m *Module) Decode(v any) error {
 	return nil
 }
 
+// Version is this build's version, stamped at link time from the VERSION
+// file (make build: -X github.com/etcdops/etcdops/internal/modrun.Version=...).
+// Every result reports it as etcdops_version.
+var Version = "devel"
+
 // Result is the JSON object a module answers. Handlers fill module-specific
 // return values; the runtime sets changed, failed, msg and warnings.
 type Result map[string]any
@@ -347,7 +352,10 @@ func readArgs(args []string, stdin io.Reader) ([]byte, error) {
 	return data, nil
 }
 
+// finish prints res, with the build's version added (each result the
+// binary prints has etcdops_version), and gives the exit status.
 func finish(out io.Writer, res Result) int {
+	res["etcdops_version"] = Version
 	if err := writeResult(out, res); err != nil {
 		fmt.Fprintf(os.Stderr, "cannot write module result: %v\n", err)
 		return 1

@@ -227,6 +227,11 @@ func TestRunDispatchesByModuleName(t *testing.T) {
 			if code != tt.code || !strings.Contains(out.String(), tt.want) {
 				t.Fatalf("code %d out %s; want %d and %s", code, out.String(), tt.code, tt.want)
 			}
+			// Every answer, a failure too, says which build gave it.
+			var r Result
+			if err := json.Unmarshal(out.Bytes(), &r); err != nil || r["etcdops_version"] != Version {
+				t.Fatalf("etcdops_version = %v, want %q (%v)", r["etcdops_version"], Version, err)
+			}
 		})
 	}
 }

@@ -144,6 +144,15 @@ func (l *Lab) Playbook(playbook string, extra ...string) Run {
 		// make matrix: the etcd version under test, from its cache directory.
 		args = append(args, "-e", "etcd_bin_src="+src)
 	}
+	cmd := exec.Command(ansiblePlaybook(), append(args, extraArgs(extra)...)...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "ANSIBLE_NOCOLOR=1", "ANSIBLE_FORCE_COLOR=0")
+	return l.runPlaybook(playbook, extra, cmd)
+}
+
+// extraArgs turns Playbook's extras into ansible-playbook arguments.
+func extraArgs(extra []string) []string {
+	var args []string
 	for _, e := range extra {
 		if strings.HasPrefix(e, "--") { // a flag such as --check
 			args = append(args, e)
@@ -151,9 +160,13 @@ func (l *Lab) Playbook(playbook string, extra ...string) Run {
 		}
 		args = append(args, "-e", e)
 	}
-	cmd := exec.Command(ansiblePlaybook(), args...)
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "ANSIBLE_NOCOLOR=1", "ANSIBLE_FORCE_COLOR=0")
+	return args
+}
+
+// runPlaybook runs cmd, an ansible-playbook (or what runs one), and reads
+// the recap from its output.
+func (l *Lab) runPlaybook(playbook string, extra []string, cmd *exec.Cmd) Run {
+	l.t.Helper()
 	cmd.Stdin = nil
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
