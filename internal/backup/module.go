@@ -86,7 +86,7 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 			o.Bucket = b
 		}
 	}
-	src, found, err := o.source(m.Params["config"] != DefaultConfig)
+	src, found, err := o.source()
 	if err != nil {
 		return nil, err
 	}
@@ -110,14 +110,14 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 }
 
 // source reads the configuration file, or the direct options when an
-// endpoint is given. found is false when the default configuration file
-// does not exist (and explicit says whether config was given).
-func (o moduleOptions) source(explicit bool) (source, bool, error) {
+// endpoint is given. found is false when, for status, the configuration
+// file does not exist (the host has no schedule).
+func (o moduleOptions) source() (source, bool, error) {
 	if o.Endpoint == "" {
 		if o.Bucket != "" || o.CredentialsFile != "" || o.AccessKey != "" {
 			return source{}, false, errors.New("bucket, credentials_file and access_key_id go with endpoint (without it, config is read)")
 		}
-		if _, err := os.Stat(o.Config); errors.Is(err, os.ErrNotExist) && !explicit && o.State == "status" {
+		if _, err := os.Stat(o.Config); errors.Is(err, os.ErrNotExist) && o.State == "status" {
 			return source{}, false, nil
 		}
 		c, err := Load(o.Config)
@@ -195,7 +195,11 @@ func list(ctx context.Context, src source) (modrun.Result, error) {
 	if len(objs) > 0 {
 		msg += fmt.Sprintf(", the newest %s (revision %d, by %s)", objs[0].URL, objs[0].Revision, objs[0].Member)
 	}
-	return modrun.Result{"objects": objs, "count": len(objs), "msg": msg}, nil
+	lines := make([]string, len(objs))
+	for i, o := range objs {
+		lines[i] = fmt.Sprintf("%s  revision %d  %d bytes  by %s  %s", o.Time.Format(time.RFC3339), o.Revision, o.Size, o.Member, o.URL)
+	}
+	return modrun.Result{"objects": objs, "lines": lines, "count": len(objs), "msg": msg}, nil
 }
 
 // fetch downloads key (s3://bucket/key or a key) to dest (a file, or a

@@ -185,7 +185,7 @@ func TestModuleStatusRefusesBadInput(t *testing.T) {
 	}{
 		{"malformed max_age", map[string]any{"config": f.config, "max_age": "twelve hours"}, "max_age"},
 		{"zero max_age", map[string]any{"config": f.config, "max_age": "0s"}, "max_age"},
-		{"config given and missing", map[string]any{"config": missing}, "no such file"},
+		{"config missing, to list", map[string]any{"state": "listed", "config": missing}, "no such file"},
 		{"config and endpoint", map[string]any{"config": f.config, "endpoint": f.srv.Endpoint}, "mutually exclusive"},
 		{"endpoint without credentials", map[string]any{"endpoint": f.srv.Endpoint, "bucket": f.srv.Bucket}, "credentials_file"},
 		{"credentials readable by others", f.direct(map[string]any{"credentials_file": open}), "chmod 600"},
@@ -202,10 +202,10 @@ func TestModuleStatusRefusesBadInput(t *testing.T) {
 			}
 		})
 	}
-	// The default configuration absent: nothing to report, not a failure.
-	src, found, err := moduleOptions{State: "status", Config: missing}.source(false)
-	if err != nil || found || src.s3 != nil {
-		t.Errorf("without the default configuration: found %v, %v, want not found and no error", found, err)
+	// No configuration: nothing to report, not a failure.
+	r := runModule(t, map[string]any{"config": missing, "max_age": "1h"})
+	if r["failed"] == true || r["configured"] != false || r["stale"] != false {
+		t.Errorf("without a configuration: %v, want configured=false, stale=false", r)
 	}
 }
 
@@ -225,6 +225,9 @@ func TestModuleListed(t *testing.T) {
 			ok(t, r)
 			got, _ := r["objects"].([]objstore.Object)
 			want := []*Local{newer.Taken, older.Taken}
+			if lines, _ := r["lines"].([]string); len(lines) != 2 || !strings.Contains(lines[0], newer.Taken.Object) || !strings.Contains(lines[0], "by etcd1") {
+				t.Errorf("lines %q", r["lines"])
+			}
 			if len(got) != len(want) || r["count"] != 2 {
 				t.Fatalf("listed %+v, want the two snapshots", got)
 			}

@@ -130,6 +130,9 @@ func Status(ctx context.Context, dir string, store *objstore.Store, now time.Tim
 			r.Message += fmt.Sprintf(", older than the %s allowed", maxAge)
 		}
 	}
+	if dir != "" && r.Local == nil {
+		r.Message += "; no local snapshot on this member"
+	}
 	if r.Local != nil {
 		r.Message += fmt.Sprintf("; this member's newest local snapshot is %s old", time.Duration(r.Local.AgeSeconds*float64(time.Second)).Round(time.Second))
 	}
