@@ -114,6 +114,11 @@ func TestBackupRestoreFromBucket(t *testing.T) {
 
 	t.Run("restore from s3://bucket/key", func(t *testing.T) {
 		from := "etcd_restore_snapshot=" + objs[0].URL
+		// --check fetches the object to verify it, and leaves the members be.
+		l.MustPlaybook("playbooks/24.restore.yml", append(bucket, from, "--check")...)
+		if got := l.Count(h2, "after/"); got != 50 {
+			t.Fatalf("after a --check restore, %d of the 50 keys written after the backups are left", got)
+		}
 		l.MustPlaybook("playbooks/24.restore.yml", append(bucket, from)...)
 		for _, h := range l.Hosts[:3] {
 			if before, after := l.Count(h, "before/"), l.Count(h, "after/"); before != 200 || after != 0 {
@@ -122,8 +127,12 @@ func TestBackupRestoreFromBucket(t *testing.T) {
 		}
 		expectOneCluster(t, l, h1, 3)
 		l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3")
-		if r := l.MustPlaybook("playbooks/24.restore.yml", append(bucket, from)...); r.Changed() != 0 {
+		r := l.MustPlaybook("playbooks/24.restore.yml", append(bucket, from, "-v")...)
+		if r.Changed() != 0 {
 			t.Errorf("a second restore from the same object changed %d tasks\n%s", r.Changed(), changedTasks(r.Output))
+		}
+		if strings.Contains(r.Output, s3.secretKey) || strings.Contains(r.Output, s3.accessKey) {
+			t.Error("a credential is in the restore's output (-v)")
 		}
 	})
 }
