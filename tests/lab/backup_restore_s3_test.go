@@ -127,7 +127,7 @@ func TestBackupRestoreFromBucket(t *testing.T) {
 		}
 		expectOneCluster(t, l, h1, 3)
 		l.ExpectVoters(h1, "etcd1", "etcd2", "etcd3")
-		r := l.MustPlaybook("playbooks/24.restore.yml", append(bucket, from, "-v")...)
+		r := l.MustPlaybook("playbooks/24.restore.yml", append(bucket, from, "--verbose")...)
 		if r.Changed() != 0 {
 			t.Errorf("a second restore from the same object changed %d tasks\n%s", r.Changed(), changedTasks(r.Output))
 		}
