@@ -115,6 +115,8 @@ func TestModuleStatus(t *testing.T) {
 	unreachable := filepath.Join(t.TempDir(), "backup.conf")
 	conf, _ := os.ReadFile(f.config)
 	writeFile(t, unreachable, strings.Replace(string(conf), f.srv.Endpoint, "http://127.0.0.1:1", 1))
+	noBucket := filepath.Join(t.TempDir(), "backup.conf")
+	writeFile(t, noBucket, string(conf[:strings.Index(string(conf), "[s3]")]))
 
 	hour := 3600.0
 	cases := []struct {
@@ -132,6 +134,7 @@ func TestModuleStatus(t *testing.T) {
 		{name: "no max_age: report only", args: map[string]any{"config": f.config}, local: true, remoteFrom: "bucket", newest: 3},
 		{name: "bucket from the task", args: f.direct(map[string]any{"prefix": "c1/", "max_age": "2h"}), stale: true, remoteFrom: "bucket", newest: 3},
 		{name: "empty prefix of the bucket", args: f.direct(map[string]any{"prefix": "other/", "max_age": "2h"}), stale: true},
+		{name: "no bucket configured: the state file", args: map[string]any{"config": noBucket, "max_age": "2h"}, stale: true, local: true, remoteFrom: "state file", newest: 3},
 		{name: "bucket unreachable: the state file", args: map[string]any{"config": unreachable, "max_age": "4h"}, local: true, remoteFrom: "state file", newest: 3, warn: true},
 	}
 	for _, c := range cases {
