@@ -81,10 +81,11 @@ demo: deps build etcd-bin lab-up ## The main job: lab + a 3-member TLS etcd clus
 	$(ANSIBLE_PLAYBOOK) playbooks/02.etcd.yml
 	$(ANSIBLE_PLAYBOOK) playbooks/tools/cluster_status.yml
 
-bench: build etcd-bin lab-up ## Benchmarks in the lab: module execution (ratios to etcdctl tasks); snapshot save if built
+bench: build etcd-bin lab-up ## Benchmarks in the lab: module execution (ratios to etcdctl tasks); snapshot save if built; the backup upload to versitygw (ratio to a plain PutObject, peak memory)
 	$(ANSIBLE_PLAYBOOK) playbooks/02.etcd.yml >/dev/null
 	bash bench/modules/run.sh
 	@if [ -f bench/snapshot/run.sh ]; then bash bench/snapshot/run.sh; elif [ -d bench/snapshot ]; then ETCD_BIN_DIR=$(CURDIR)/bin $(GO) run ./bench/snapshot; fi
+	$(GO) run ./bench/upload
 
 clean: ## Remove build outputs (not the caches)
 	rm -rf build $(addprefix library/,$(MODULES)) bin

@@ -17,6 +17,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/etcdops/etcdops/internal/codec"
+	"github.com/etcdops/etcdops/internal/objstore"
 )
 
 const usage = `usage:
@@ -27,7 +28,7 @@ const usage = `usage:
 // Main is `etcdops backup ...` (args after "backup"): it returns the exit
 // status. A failure is one line on stderr, without any credential.
 func Main(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
@@ -45,6 +46,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	c, err := Load(*config)
+	if err == nil && c.S3 != nil {
+		defer objstore.LimitMemory(*c.S3)()
+	}
 	if err == nil {
 		switch args[0] {
 		case "run":
@@ -65,6 +69,29 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// signalContext is cancelled by SIGTERM (systemctl stop) or SIGINT, with
+// the signal as its cause, so that the error says why the run stopped.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sigs:
+			name := "SIGTERM"
+			if s == os.Interrupt {
+				name = "SIGINT"
+			}
+			cancel(fmt.Errorf("stopped by %s", name))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		cancel(nil)
+	}
 }
 
 func runCmd(ctx context.Context, c Config, stdout io.Writer) error {

@@ -18,60 +18,32 @@ import (
 	"github.com/etcdops/etcdops/internal/snapshot"
 )
 
-// fixture is a one-member cluster, a real bucket and a member's backup
-// configuration file pointing at both.
-type fixture struct {
-	cl     *etcdtest.Cluster
-	srv    *s3test.Server
-	config string // backup.conf
-	creds  string // its credentials file
-	dir    string // its local directory
+// moduleFixture is the faults tests' fixture (one member, a bucket, its
+// backup.conf) for the module, with extra lines in the [s3] section.
+type moduleFixture struct {
+	*fixture
+	creds string // the credentials file the configuration names
 }
 
-// newFixture writes a root-only backup.conf as the schedule's playbook
-// would, with extra lines appended to its [s3] section.
-func newFixture(t *testing.T, prefix string, s3extra ...string) fixture {
+func newModuleFixture(t *testing.T, prefix string, s3extra ...string) moduleFixture {
 	t.Helper()
-	f := fixture{cl: etcdtest.NewCluster(t, 1), srv: s3test.Start(t)}
-	d := t.TempDir()
-	f.dir, f.config, f.creds = filepath.Join(d, "local"), filepath.Join(d, "backup.conf"), filepath.Join(d, "s3.creds")
-	writeFile(t, f.creds, fmt.Sprintf("access_key_id = %s\nsecret_access_key = %s\n", f.srv.AccessKey, f.srv.SecretKey))
-	o := f.cl.Options()
-	conf := fmt.Sprintf(`[etcd]
-endpoints = %s
-ca_cert = %s
-client_cert = %s
-client_key = %s
-[schedule]
-period = 1h
-member = etcd1
-[local]
-dir = %s
-keep = 3
-[s3]
-endpoint = %s
-bucket = %s
-prefix = %s
-credentials_file = %s
-keep = 5
-part_size = 5MiB
-%s
-`, strings.Join(o.Endpoints, ","), o.CACert, o.ClientCert, o.ClientKey, f.dir, f.srv.Endpoint, f.srv.Bucket, prefix, f.creds, strings.Join(s3extra, "\n"))
-	writeFile(t, f.config, conf)
-	return f
-}
-
-func writeFile(t *testing.T, path, data string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
+	srv := s3test.Start(t)
+	cfg := srv.Config(prefix)
+	f := newFixture(t, etcdtest.NewCluster(t, 1), srv, filepath.Join(t.TempDir(), "local"), "1h", &cfg)
+	if len(s3extra) > 0 {
+		conf, err := os.ReadFile(f.conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, f.conf, string(conf)+strings.Join(s3extra, "\n")+"\n")
 	}
+	return moduleFixture{fixture: f, creds: filepath.Join(filepath.Dir(f.conf), "s3.credentials")}
 }
 
 // backupAt runs the schedule once as if the clock said now.
-func (f fixture) backupAt(t *testing.T, now time.Time) Result {
+func (f moduleFixture) backupAt(t *testing.T, now time.Time) Result {
 	t.Helper()
-	c, err := Load(f.config)
+	c, err := Load(f.conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +58,7 @@ func (f fixture) backupAt(t *testing.T, now time.Time) Result {
 }
 
 // direct is the bucket given as task options (the deploy node's way).
-func (f fixture) direct(extra map[string]any) map[string]any {
+func (f moduleFixture) direct(extra map[string]any) map[string]any {
 	args := map[string]any{"endpoint": f.srv.Endpoint, "bucket": f.srv.Bucket, "credentials_file": f.creds}
 	for k, v := range extra {
 		args[k] = v
@@ -107,13 +79,13 @@ func ok(t *testing.T, r modrun.Result) {
 }
 
 func TestModuleStatus(t *testing.T) {
-	f := newFixture(t, "c1/")
+	f := newModuleFixture(t, "c1/")
 	// Backups taken "five and three hours ago": ages are known without
 	// waiting for the clock.
 	f.backupAt(t, time.Now().Add(-5*time.Hour))
 	latest := f.backupAt(t, time.Now().Add(-3*time.Hour))
 	unreachable := filepath.Join(t.TempDir(), "backup.conf")
-	conf, _ := os.ReadFile(f.config)
+	conf, _ := os.ReadFile(f.conf)
 	writeFile(t, unreachable, strings.Replace(string(conf), f.srv.Endpoint, "http://127.0.0.1:1", 1))
 	noBucket := filepath.Join(t.TempDir(), "backup.conf")
 	writeFile(t, noBucket, string(conf[:strings.Index(string(conf), "[s3]")]))
@@ -128,10 +100,10 @@ func TestModuleStatus(t *testing.T) {
 		newest     float64 // hours, roughly
 		warn       bool
 	}{
-		{name: "config, fresh enough", args: map[string]any{"config": f.config, "max_age": "4h"}, local: true, remoteFrom: "bucket", newest: 3},
-		{name: "config, too old", args: map[string]any{"config": f.config, "max_age": "2h"}, stale: true, local: true, remoteFrom: "bucket", newest: 3},
-		{name: "config, days", args: map[string]any{"config": f.config, "max_age": "1d"}, local: true, remoteFrom: "bucket", newest: 3},
-		{name: "no max_age: report only", args: map[string]any{"config": f.config}, local: true, remoteFrom: "bucket", newest: 3},
+		{name: "config, fresh enough", args: map[string]any{"config": f.conf, "max_age": "4h"}, local: true, remoteFrom: "bucket", newest: 3},
+		{name: "config, too old", args: map[string]any{"config": f.conf, "max_age": "2h"}, stale: true, local: true, remoteFrom: "bucket", newest: 3},
+		{name: "config, days", args: map[string]any{"config": f.conf, "max_age": "1d"}, local: true, remoteFrom: "bucket", newest: 3},
+		{name: "no max_age: report only", args: map[string]any{"config": f.conf}, local: true, remoteFrom: "bucket", newest: 3},
 		{name: "bucket from the task", args: f.direct(map[string]any{"prefix": "c1/", "max_age": "2h"}), stale: true, remoteFrom: "bucket", newest: 3},
 		{name: "empty prefix of the bucket", args: f.direct(map[string]any{"prefix": "other/", "max_age": "2h"}), stale: true},
 		{name: "no bucket configured: the state file", args: map[string]any{"config": noBucket, "max_age": "2h"}, stale: true, local: true, remoteFrom: "state file", newest: 3},
@@ -158,7 +130,7 @@ func TestModuleStatus(t *testing.T) {
 					t.Errorf("remote %+v, want none", remote)
 				}
 			} else if remote == nil || remote.Source != c.remoteFrom || remote.URL != latest.Taken.Object ||
-				remote.Revision != latest.Taken.Revision || remote.SHA256 != latest.Taken.SHA256 || remote.Member != "etcd1" {
+				remote.Revision != latest.Taken.Revision || remote.SHA256 != latest.Taken.SHA256 || remote.Member != "m0" {
 				t.Errorf("remote %+v, want %s from the %s", remote, latest.Taken.Object, c.remoteFrom)
 			}
 			age, _ := r["newest_age_seconds"].(*float64)
@@ -176,7 +148,7 @@ func TestModuleStatus(t *testing.T) {
 }
 
 func TestModuleStatusRefusesBadInput(t *testing.T) {
-	f := newFixture(t, "c1/")
+	f := newModuleFixture(t, "c1/")
 	missing := filepath.Join(t.TempDir(), "backup.conf")
 	open := filepath.Join(t.TempDir(), "open.creds")
 	writeFile(t, open, "access_key_id = a\nsecret_access_key = b\n")
@@ -186,10 +158,10 @@ func TestModuleStatusRefusesBadInput(t *testing.T) {
 		args map[string]any
 		want string
 	}{
-		{"malformed max_age", map[string]any{"config": f.config, "max_age": "twelve hours"}, "max_age"},
-		{"zero max_age", map[string]any{"config": f.config, "max_age": "0s"}, "max_age"},
+		{"malformed max_age", map[string]any{"config": f.conf, "max_age": "twelve hours"}, "max_age"},
+		{"zero max_age", map[string]any{"config": f.conf, "max_age": "0s"}, "max_age"},
 		{"config missing, to list", map[string]any{"state": "listed", "config": missing}, "no such file"},
-		{"config and endpoint", map[string]any{"config": f.config, "endpoint": f.srv.Endpoint}, "mutually exclusive"},
+		{"config and endpoint", map[string]any{"config": f.conf, "endpoint": f.srv.Endpoint}, "mutually exclusive"},
 		{"endpoint without credentials", map[string]any{"endpoint": f.srv.Endpoint, "bucket": f.srv.Bucket}, "credentials_file"},
 		{"credentials readable by others", f.direct(map[string]any{"credentials_file": open}), "chmod 600"},
 		{"bad endpoint", f.direct(map[string]any{"endpoint": "s3.example.com"}), "give a URL"},
@@ -213,14 +185,14 @@ func TestModuleStatusRefusesBadInput(t *testing.T) {
 }
 
 func TestModuleListed(t *testing.T) {
-	f := newFixture(t, "c1/")
+	f := newModuleFixture(t, "c1/")
 	older := f.backupAt(t, time.Now().Add(-5*time.Hour))
 	newer := f.backupAt(t, time.Now().Add(-3*time.Hour))
 	// Objects the listing must leave out: another prefix, a foreign name.
 	f.srv.Put(t, "c1/notes.txt", []byte("not a snapshot"))
 	f.srv.Put(t, "c2/snapshot_20260101T000000Z_x.db", []byte("another prefix"))
 	for name, args := range map[string]map[string]any{
-		"config":  {"state": "listed", "config": f.config},
+		"config":  {"state": "listed", "config": f.conf},
 		"options": f.direct(map[string]any{"state": "listed", "prefix": "c1/"}),
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -228,7 +200,7 @@ func TestModuleListed(t *testing.T) {
 			ok(t, r)
 			got, _ := r["objects"].([]objstore.Object)
 			want := []*Local{newer.Taken, older.Taken}
-			if lines, _ := r["lines"].([]string); len(lines) != 2 || !strings.Contains(lines[0], newer.Taken.Object) || !strings.Contains(lines[0], "by etcd1") {
+			if lines, _ := r["lines"].([]string); len(lines) != 2 || !strings.Contains(lines[0], newer.Taken.Object) || !strings.Contains(lines[0], "by m0") {
 				t.Errorf("lines %q", r["lines"])
 			}
 			if len(got) != len(want) || r["count"] != 2 {
@@ -236,7 +208,7 @@ func TestModuleListed(t *testing.T) {
 			}
 			for i, w := range want {
 				g := got[i]
-				if g.URL != w.Object || g.Revision != w.Revision || g.Member != "etcd1" || g.Size != w.Size || !g.Time.Equal(w.Time) {
+				if g.URL != w.Object || g.Revision != w.Revision || g.Member != "m0" || g.Size != w.Size || !g.Time.Equal(w.Time) {
 					t.Errorf("object %d = %+v, want %+v", i, g, w)
 				}
 			}
@@ -258,7 +230,7 @@ func TestModuleFetched(t *testing.T) {
 		{name: "zstd and age", extra: []string{"compression = zstd", "age_recipient = " + id.Recipient().String()}, suffix: ".db.zst.age"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := newFixture(t, "team/etcd/", c.extra...)
+			f := newModuleFixture(t, "team/etcd/", c.extra...)
 			if err := f.cl.Put(context.Background(), "/fetch/", 200, []byte("value")); err != nil {
 				t.Fatal(err)
 			}
@@ -269,7 +241,7 @@ func TestModuleFetched(t *testing.T) {
 			idFile := filepath.Join(t.TempDir(), "age.key")
 			writeFile(t, idFile, id.String()+"\n")
 			destDir := t.TempDir()
-			want := filepath.Join(destDir, "snapshot_"+taken.Time.UTC().Format("20060102T150405Z")+"_etcd1.db")
+			want := filepath.Join(destDir, "snapshot_"+taken.Time.UTC().Format("20060102T150405Z")+"_m0.db")
 			args := f.direct(map[string]any{"state": "fetched", "key": taken.Object, "dest": destDir, "age_identity_file": idFile})
 
 			check := runModule(t, with(args, "_ansible_check_mode", true))
@@ -283,7 +255,7 @@ func TestModuleFetched(t *testing.T) {
 
 			r := runModule(t, args)
 			ok(t, r)
-			if r["changed"] != true || r["sha256"] != taken.SHA256 || r["revision"] != taken.Revision || r["member"] != "etcd1" {
+			if r["changed"] != true || r["sha256"] != taken.SHA256 || r["revision"] != taken.Revision || r["member"] != "m0" {
 				t.Errorf("fetch: %v", r)
 			}
 			st, err := snapshot.ReadStatus(want)
@@ -301,7 +273,7 @@ func TestModuleFetched(t *testing.T) {
 				"again, by key":   args,
 				"again, as file":  with(args, "dest", want),
 				"again, checking": with(args, "_ansible_check_mode", true),
-				"by the member's config": {"state": "fetched", "config": f.config, "key": taken.Object, "dest": want,
+				"by the member's config": {"state": "fetched", "config": f.conf, "key": taken.Object, "dest": want,
 					"age_identity_file": idFile},
 			} {
 				if r := runModule(t, again); r["failed"] == true || r["changed"] != false {
@@ -323,7 +295,7 @@ func TestModuleFetched(t *testing.T) {
 
 func TestModuleFetchRefusals(t *testing.T) {
 	id, _ := age.GenerateX25519Identity()
-	f := newFixture(t, "", "age_recipient = "+id.Recipient().String())
+	f := newModuleFixture(t, "", "age_recipient = "+id.Recipient().String())
 	taken := f.backupAt(t, time.Now()).Taken
 	f.srv.Put(t, "snapshot_20260101T000000Z_x.db", []byte("no metadata"))
 	dest := t.TempDir()
@@ -334,7 +306,7 @@ func TestModuleFetchRefusals(t *testing.T) {
 	}{
 		{"encrypted without an identity", f.direct(map[string]any{"state": "fetched", "key": taken.Object, "dest": dest}), "age_identity_file"},
 		{"another bucket", f.direct(map[string]any{"state": "fetched", "key": "s3://elsewhere/" + strings.TrimPrefix(taken.Object, "s3://backups/"), "dest": dest}), "not elsewhere"},
-		{"no such object", f.direct(map[string]any{"state": "fetched", "key": "snapshot_20200101T000000Z_etcd1.db.age", "dest": dest}), "no such object"},
+		{"no such object", f.direct(map[string]any{"state": "fetched", "key": "snapshot_20200101T000000Z_m0.db.age", "dest": dest}), "no such object"},
 		{"not a snapshot name", f.direct(map[string]any{"state": "fetched", "key": "notes.txt", "dest": dest}), "not a snapshot"},
 		{"no metadata", f.direct(map[string]any{"state": "fetched", "key": "snapshot_20260101T000000Z_x.db", "dest": dest}), "no sha256"},
 		{"dest directory missing", f.direct(map[string]any{"state": "fetched", "key": taken.Object, "dest": filepath.Join(dest, "no", "x.db")}), "does not exist"},

@@ -145,9 +145,6 @@ func Run(ctx context.Context, c Config, now time.Time) (Result, error) {
 		return skip(c, res, d, now)
 	}
 
-	if store != nil {
-		res.Aborted, _ = store.AbortStale(rctx) // best effort: the next run tries again
-	}
 	older, current, err := pendingSplit(c, res.Period)
 	if err != nil {
 		return res, err
@@ -171,6 +168,10 @@ func Run(ctx context.Context, c Config, now time.Time) (Result, error) {
 			}
 			res.Pending = append(res.Pending, l)
 		}
+		// After this run's upload, not before it: the upload of a run
+		// stopped a moment ago may show in the store's list only later
+		// (seen with versitygw after a SIGTERM mid-upload).
+		res.Aborted, _ = store.AbortStale(rctx) // best effort: the next run tries again
 		if res.Pruned, err = store.Retain(rctx, c.S3Keep); err != nil {
 			return res, err
 		}

@@ -15,7 +15,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if snapshot.RunCheckChildIfAsked() {
+	if snapshot.RunCheckChildIfAsked() || runChildIfAsked() {
 		return
 	}
 	os.Exit(m.Run())

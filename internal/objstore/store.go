@@ -17,10 +17,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
 	"regexp"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -47,6 +49,24 @@ type Config struct {
 // DefaultPartSize is the multipart part size when none is configured: an
 // encoded stream buffers one part in memory.
 const DefaultPartSize = 16 << 20
+
+// LimitMemory sets the Go runtime's soft memory limit of a command that
+// uploads with cfg, unless GOMEMLIMIT set one, and returns the function
+// that sets it back: one part (an encoded upload holds one in memory) and
+// 24 MiB for the rest. Without it the collector lets the heap grow to
+// twice what is live, to 64 MiB with 16 MiB parts. For a command's main.
+func LimitMemory(cfg Config) (restore func()) {
+	prev := debug.SetMemoryLimit(-1)
+	if prev != math.MaxInt64 {
+		return func() {}
+	}
+	part := cfg.PartSize
+	if part == 0 {
+		part = DefaultPartSize
+	}
+	debug.SetMemoryLimit(int64(part) + 24<<20)
+	return func() { debug.SetMemoryLimit(prev) }
+}
 
 // minPartSize is S3's smallest part.
 const minPartSize = 5 << 20
@@ -252,9 +272,27 @@ func (s *Store) Stat(ctx context.Context, key string) (Object, error) {
 	}
 	info, err := s.cli.StatObject(ctx, s.cfg.Bucket, key, minio.StatObjectOptions{})
 	if err != nil {
+		if minio.ToErrorResponse(err).StatusCode == http.StatusNotFound {
+			// The answer to a HEAD has no body: a store that refuses an
+			// unknown access key with a 404 (versitygw) looks like a
+			// missing object. A listing says which it is.
+			if lerr := s.probe(ctx, key); lerr != nil {
+				err = lerr
+			}
+		}
 		return Object{}, s.describe("look up "+s.URL(key), err)
 	}
 	return fromInfo(o, info), nil
+}
+
+// probe lists at most one key from prefix and returns the store's error.
+func (s *Store) probe(ctx context.Context, prefix string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for info := range s.cli.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: prefix, MaxKeys: 1}) {
+		return info.Err
+	}
+	return nil
 }
 
 // List returns the snapshots under the prefix, newest first, with their
@@ -364,18 +402,27 @@ func (s *Store) AbortStale(ctx context.Context) ([]string, error) {
 	return keys, nil
 }
 
+// credentialCodes are the S3 error codes of refused credentials. Some
+// stores have their own (versitygw: XAdminUserNotFound for an unknown
+// access key), so any 403 counts as well.
+var credentialCodes = map[string]bool{
+	"InvalidAccessKeyId": true, "SignatureDoesNotMatch": true, "AccessDenied": true,
+	"InvalidToken": true, "ExpiredToken": true, "XAdminUserNotFound": true,
+}
+
 // describe says what failed in words, without any credential.
 func (s *Store) describe(op string, err error) error {
 	resp := minio.ToErrorResponse(err)
 	var why string
-	switch resp.Code {
-	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken":
-		why = fmt.Sprintf("the store refused the credentials (%s: %s); check credentials_file", resp.Code, resp.Message)
-	case "NoSuchBucket":
+	switch {
+	case credentialCodes[resp.Code] || resp.StatusCode == http.StatusForbidden:
+		why = fmt.Sprintf("the store at %s refused the credentials for bucket %s (%s: %s); check credentials_file",
+			s.cfg.Endpoint, s.cfg.Bucket, resp.Code, resp.Message)
+	case resp.Code == "NoSuchBucket":
 		why = fmt.Sprintf("bucket %s does not exist at %s", s.cfg.Bucket, s.cfg.Endpoint)
-	case "NoSuchKey":
+	case resp.Code == "NoSuchKey":
 		why = "no such object"
-	case "":
+	case resp.Code == "":
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			why = fmt.Sprintf("cannot reach the store at %s: %v", s.cfg.Endpoint, ue.Err)
@@ -423,7 +470,7 @@ func (e *Error) Unwrap() error {
 // IsNotFound reports whether err says the object does not exist.
 func IsNotFound(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && (e.Code == "NoSuchKey" || e.StatusCode == http.StatusNotFound)
+	return errors.As(err, &e) && !credentialCodes[e.Code] && (e.Code == "NoSuchKey" || e.StatusCode == http.StatusNotFound)
 }
 
 // permanent reports whether retrying cannot help.

@@ -7,15 +7,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"filippo.io/age"
-	"github.com/minio/minio-go/v7"
 
 	"github.com/etcdops/etcdops/internal/codec"
 	"github.com/etcdops/etcdops/internal/objstore"
@@ -191,30 +193,79 @@ func hasUpload(t *testing.T, st *objstore.Store, key string) bool {
 	return false
 }
 
+// Refused credentials, a wrong secret or an access key the store does not
+// know, are said to be that, with where, by an upload (not retried) and by
+// a look-up (whose HEAD answer has no error code), without the secret.
 func TestWrongCredentialsSayWhyWithoutTheSecret(t *testing.T) {
 	srv := s3test.Start(t)
-	cfg := srv.Config("")
-	cfg.SecretKey = "not-the-secret-XYZZY-1234"
-	st, err := objstore.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path, sum := file(t, 1000)
-	key, _ := st.Key(time.Now(), "m", codec.Layers{Compression: codec.None})
-	start := time.Now()
-	_, err = st.Upload(context.Background(), key, path, codec.Layers{Compression: codec.None}, objstore.Meta{SHA256: sum})
-	if err == nil {
-		t.Fatal("upload with a wrong secret succeeded")
+	for _, tc := range []struct {
+		name        string
+		key, secret string
+	}{
+		{"wrong secret", srv.AccessKey, "not-the-secret-XYZZY-1234"},
+		{"unknown access key", "unknownAccessKey42", "unknown-SECRET-5678"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := srv.Config("")
+			cfg.AccessKey, cfg.SecretKey = tc.key, tc.secret
+			st, err := objstore.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, _ := st.Key(time.Now(), "m", codec.Layers{Compression: codec.None})
+			start := time.Now()
+			_, err = st.Upload(context.Background(), key, path, codec.Layers{Compression: codec.None}, objstore.Meta{SHA256: sum})
+			if err == nil {
+				t.Fatal("upload with refused credentials succeeded")
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Errorf("a refused credential was retried for %s", time.Since(start))
+			}
+			var oe *objstore.Error
+			if !errors.As(err, &oe) {
+				t.Errorf("error %T is not an objstore.Error", err)
+			}
+			_, serr := st.Stat(context.Background(), key)
+			for _, e := range []error{err, serr} {
+				msg := fmt.Sprint(e)
+				if !strings.Contains(msg, "refused the credentials for bucket "+srv.Bucket) || !strings.Contains(msg, srv.Endpoint) ||
+					strings.Contains(msg, cfg.SecretKey) || strings.Contains(msg, srv.SecretKey) {
+					t.Errorf("error: %s", msg)
+				}
+			}
+			if objstore.IsNotFound(serr) {
+				t.Errorf("refused credentials taken for a missing object: %v", serr)
+			}
+		})
 	}
-	if msg := err.Error(); !strings.Contains(msg, "refused the credentials") || strings.Contains(msg, cfg.SecretKey) || strings.Contains(msg, srv.SecretKey) {
-		t.Errorf("error: %s", msg)
+}
+
+// LimitMemory sets one part and 24 MiB as the soft limit, keeps a limit
+// GOMEMLIMIT (or anyone) set, and its restore puts the previous one back.
+func TestLimitMemory(t *testing.T) {
+	const unset = math.MaxInt64
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	for _, tc := range []struct {
+		name string
+		prev int64
+		part uint64
+		want int64
+	}{
+		{"default part", unset, 0, 40 << 20},
+		{"configured part", unset, 64 << 20, 88 << 20},
+		{"limit set before", 100 << 20, 0, 100 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetMemoryLimit(tc.prev)
+			restore := objstore.LimitMemory(objstore.Config{PartSize: tc.part})
+			if got := debug.SetMemoryLimit(-1); got != tc.want {
+				t.Errorf("limit %d MiB, want %d MiB", got>>20, tc.want>>20)
+			}
+			restore()
+			if got := debug.SetMemoryLimit(-1); got != tc.prev {
+				t.Errorf("restored limit %d, want %d", got, tc.prev)
+			}
+		})
 	}
-	if time.Since(start) > 5*time.Second {
-		t.Errorf("a refused credential was retried for %s", time.Since(start))
-	}
-	var oe *objstore.Error
-	if !errors.As(err, &oe) {
-		t.Errorf("error %T is not an objstore.Error", err)
-	}
-	_ = minio.ErrorResponse{}
 }
