@@ -82,8 +82,8 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 	}
 	if o.State == "fetched" && o.Endpoint != "" && o.Bucket == "" {
 		// s3://bucket/key names the bucket.
-		if b, _, ok := strings.Cut(strings.TrimPrefix(o.Key, "s3://"), "/"); ok && strings.HasPrefix(o.Key, "s3://") {
-			o.Bucket = b
+		if rest, ok := strings.CutPrefix(o.Key, "s3://"); ok {
+			o.Bucket, _, _ = strings.Cut(rest, "/")
 		}
 	}
 	src, found, err := o.source()
