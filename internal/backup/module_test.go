@@ -273,6 +273,7 @@ func TestModuleFetched(t *testing.T) {
 				"again, by key":   args,
 				"again, as file":  with(args, "dest", want),
 				"again, checking": with(args, "_ansible_check_mode", true),
+				"the bucket named by the URL only": with(args, "bucket", nil),
 				"by the member's config": {"state": "fetched", "config": f.conf, "key": taken.Object, "dest": want,
 					"age_identity_file": idFile},
 			} {
