@@ -270,9 +270,9 @@ func TestModuleFetched(t *testing.T) {
 			}
 
 			for name, again := range map[string]map[string]any{
-				"again, by key":   args,
-				"again, as file":  with(args, "dest", want),
-				"again, checking": with(args, "_ansible_check_mode", true),
+				"again, by key":                    args,
+				"again, as file":                   with(args, "dest", want),
+				"again, checking":                  with(args, "_ansible_check_mode", true),
 				"the bucket named by the URL only": with(args, "bucket", nil),
 				"by the member's config": {"state": "fetched", "config": f.conf, "key": taken.Object, "dest": want,
 					"age_identity_file": idFile},
