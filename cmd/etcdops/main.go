@@ -13,6 +13,7 @@ import (
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
 	"github.com/etcdops/etcdops/internal/snapshot"
+	etcdbackup "github.com/etcdops/etcdops/modules/etcd_backup"
 	etcdcert "github.com/etcdops/etcdops/modules/etcd_cert"
 	etcdfacts "github.com/etcdops/etcdops/modules/etcd_facts"
 	etcdmaintenance "github.com/etcdops/etcdops/modules/etcd_maintenance"
@@ -26,6 +27,7 @@ import (
 // modules lists every module the binary serves; each has its package under
 // modules/ and its documentation in library/<name>.yml.
 var modules = []modrun.Entry{
+	etcdbackup.Module,
 	etcdcert.Module,
 	etcdfacts.Module,
 	etcdmaintenance.Module,

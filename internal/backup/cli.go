@@ -64,11 +64,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		msg := strings.ReplaceAll(err.Error(), "\n", " ")
-		for _, s := range c.Secrets() {
-			if s != "" {
-				msg = strings.ReplaceAll(msg, s, "<credential>")
-			}
-		}
+		msg = scrub(msg, c.Secrets())
 		fmt.Fprintf(stderr, "etcdops backup %s: %s\n", args[0], msg)
 		return 1
 	}

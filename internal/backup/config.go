@@ -70,8 +70,11 @@ func Load(path string) (Config, error) {
 		return c, bad("schedule", "period", fmt.Errorf("give a duration like 6h or 30m: %v", s.Key("period").String()))
 	}
 	c.Member = s.Key("member").String()
-	if c.LockTTL, err = s.Key("lock_ttl").Int(); err != nil && s.HasKey("lock_ttl") || s.HasKey("lock_ttl") && c.LockTTL < 2 {
-		return c, bad("schedule", "lock_ttl", errors.New("give whole seconds, at least 2"))
+	// ini's Key makes the key it is asked for: ask HasKey first.
+	if s.HasKey("lock_ttl") {
+		if c.LockTTL, err = s.Key("lock_ttl").Int(); err != nil || c.LockTTL < 2 {
+			return c, bad("schedule", "lock_ttl", errors.New("give whole seconds, at least 2"))
+		}
 	}
 	if c.LockTTL == 0 {
 		c.LockTTL = 10
@@ -116,23 +119,33 @@ func Load(path string) (Config, error) {
 	if creds == "" {
 		return c, bad("s3", "credentials_file", errors.New("the file with access_key_id and secret_access_key is needed"))
 	}
-	if err := ownerOnly(creds); err != nil {
+	if c.S3.AccessKey, c.S3.SecretKey, err = ReadCredentials(creds); err != nil {
 		return c, err
-	}
-	cf, err := ini.LoadSources(ini.LoadOptions{Insensitive: true}, creds)
-	if err != nil {
-		// ini's errors quote the line they stopped at: say only where.
-		return c, fmt.Errorf("credentials file %s cannot be read as key = value lines", creds)
-	}
-	d := cf.Section(ini.DefaultSection)
-	c.S3.AccessKey, c.S3.SecretKey = d.Key("access_key_id").String(), d.Key("secret_access_key").String()
-	if c.S3.AccessKey == "" || c.S3.SecretKey == "" {
-		return c, fmt.Errorf("credentials file %s: access_key_id and secret_access_key are both needed", creds)
 	}
 	if _, err := objstore.New(*c.S3); err != nil {
 		return c, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
+}
+
+// ReadCredentials reads access_key_id and secret_access_key from a
+// key = value file readable by its owner only. Its errors never quote the
+// file.
+func ReadCredentials(path string) (accessKey, secretKey string, err error) {
+	if err := ownerOnly(path); err != nil {
+		return "", "", err
+	}
+	cf, err := ini.LoadSources(ini.LoadOptions{Insensitive: true}, path)
+	if err != nil {
+		// ini's errors quote the line they stopped at: say only where.
+		return "", "", fmt.Errorf("credentials file %s cannot be read as key = value lines", path)
+	}
+	d := cf.Section(ini.DefaultSection)
+	accessKey, secretKey = d.Key("access_key_id").String(), d.Key("secret_access_key").String()
+	if accessKey == "" || secretKey == "" {
+		return "", "", fmt.Errorf("credentials file %s: access_key_id and secret_access_key are both needed", path)
+	}
+	return accessKey, secretKey, nil
 }
 
 // Secrets are the strings no output may contain.
@@ -163,11 +176,16 @@ func ownerOnly(path string) error {
 	return nil
 }
 
-// duration reads "6h", "30m" or a number of seconds.
+// duration reads "6h", "30m", "7d" or a number of seconds.
 func duration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if n, err := strconv.ParseFloat(s, 64); err == nil {
 		return time.Duration(n * float64(time.Second)), nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.ParseFloat(d, 64); err == nil {
+			return time.Duration(n * float64(24*time.Hour)), nil
+		}
 	}
 	return time.ParseDuration(s)
 }

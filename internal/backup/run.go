@@ -197,7 +197,7 @@ func causeOf(ctx context.Context, err error) error {
 
 func skip(c Config, res Result, d *Done, now time.Time) (Result, error) {
 	res.Skipped = d
-	return res, writeJSON(c.Dir+"/"+lastRunFile, Skipped{SkippedBy: d.Member, Time: now.UTC(), Period: d.Period, Revision: d.Revision, Object: d.Key})
+	return res, writeJSON(c.Dir+"/"+lastRunFile, Skipped{SkippedBy: d.Member, Time: now.UTC(), TakenAt: d.Time, Period: d.Period, Revision: d.Revision, Object: d.Key})
 }
 
 func readDone(ctx context.Context, cli *clientv3.Client, o etcdconn.Options) (*Done, error) {

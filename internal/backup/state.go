@@ -40,6 +40,7 @@ type Success struct {
 type Skipped struct {
 	SkippedBy string    `json:"skipped_by"`
 	Time      time.Time `json:"time"`
+	TakenAt   time.Time `json:"taken_at"` // when SkippedBy took it
 	Period    time.Time `json:"period"`
 	Revision  int64     `json:"revision"`
 	Object    string    `json:"object"`

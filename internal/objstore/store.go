@@ -195,6 +195,17 @@ func (s *Store) Key(t time.Time, member string, l codec.Layers) (string, error) 
 	return s.cfg.Prefix + "snapshot_" + t.UTC().Format(keyTimeLayout) + "_" + member + ".db" + l.Suffix(), nil
 }
 
+// KeyTime returns the time in a snapshot key's name (the part after the
+// last '/'), whatever its prefix.
+func KeyTime(key string) (time.Time, bool) {
+	m := keyPattern.FindStringSubmatch(key[strings.LastIndex(key, "/")+1:])
+	if m == nil {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(keyTimeLayout, m[1])
+	return t, err == nil
+}
+
 // parseKey reads time, member and layers from a key under the prefix.
 func (s *Store) parseKey(key string) (Object, bool) {
 	name, ok := strings.CutPrefix(key, s.cfg.Prefix)

@@ -219,6 +219,10 @@ func TestPluginAndPlainResultsAreIdentical(t *testing.T) {
 			return map[string]any{"like": like, "name": "etcd2", "address": "10.0.0.2",
 				"initial_cluster": "etcd1=https://10.0.0.1:2380,etcd2=https://10.0.0.2:2380"}
 		}},
+		// The default configuration is absent here: both ways say so alike.
+		"etcd_backup": {check: true, args: func(t *testing.T, dir string) map[string]any {
+			return map[string]any{"state": "status", "max_age": "12h"}
+		}},
 		"etcd_snapshot": {args: func(t *testing.T, dir string) map[string]any {
 			o := cluster.Options()
 			return map[string]any{"path": filepath.Join(dir, "etcd.db"), "endpoints": o.Endpoints, "ca_cert": o.CACert, "client_cert": o.ClientCert, "client_key": o.ClientKey, "_check": true}

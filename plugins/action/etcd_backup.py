@@ -1,0 +1,1 @@
+../etcdops_action.py
