@@ -156,7 +156,7 @@ func (c *collectionRun) command(name string, args ...string) string {
 // the newest, on the same cluster: add (by the short name
 // etcdops.etcd.addetcd), remove, back up, restore, and an ad hoc module run
 // that reports the build's version. Through ansible-runner: the deployment
-// again (changing nothing) and an add. The CA, the backups and the etcd
+// again (changing nothing), add, remove, back up, restore. The CA, the backups and the etcd
 // binaries are where the role looks for them from a collection: beside the
 // inventory file.
 func TestCollection(t *testing.T) {
@@ -233,6 +233,17 @@ func TestCollection(t *testing.T) {
 	for _, h := range append(rest, second) {
 		if got := l.Count(h, "snap/"); got != 200 {
 			t.Fatalf("%s holds %d of the 200 keys", h, got)
+		}
+	}
+	c.Runner("etcdops.etcd.tools.remove_etcd_node", "ETCD_TO_DEL="+rest[0])
+	rest = append(rest[1:], second)
+	l.ExpectVoterCount(rest[0], 3)
+	c.Runner("etcdops.etcd.23.backup")
+	l.PutKeys(rest[0], "runner/after/", 0, 50)
+	c.Runner("etcdops.etcd.24.restore")
+	for _, h := range rest {
+		if got, after := l.Count(h, "snap/"), l.Count(h, "runner/after/"); got != 200 || after != 0 {
+			t.Fatalf("after the restore through ansible-runner %s holds %d of the 200 keys and %d written after the backup", h, got, after)
 		}
 	}
 }
