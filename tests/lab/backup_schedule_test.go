@@ -34,6 +34,8 @@ type gateway struct {
 	host, ca       string
 	access, secret string
 	bucket, prefix string
+	unit           string // the transient unit of the running gateway
+	starts         int
 }
 
 func startGateway(t *testing.T, l *Lab, host string) *gateway {
@@ -74,7 +76,11 @@ func scp(t *testing.T, host, dest string, files ...string) {
 
 func (g *gateway) start(t *testing.T) {
 	t.Helper()
-	g.l.MustSSH(g.host, "systemctl reset-failed lab-s3 2>/dev/null; systemd-run --collect --unit=lab-s3 --setenv=ROOT_ACCESS_KEY_ID="+g.access+" --setenv=ROOT_SECRET_ACCESS_KEY="+g.secret+
+	// A new unit name each time: a stopped transient unit stays loaded a
+	// while, and its name cannot be used again until systemd drops it.
+	g.starts++
+	g.unit = fmt.Sprintf("lab-s3-%d", g.starts)
+	g.l.MustSSH(g.host, "systemd-run --collect --unit="+g.unit+" --setenv=ROOT_ACCESS_KEY_ID="+g.access+" --setenv=ROOT_SECRET_ACCESS_KEY="+g.secret+
 		" /usr/local/bin/versitygw --port :"+gwPort+" --cert /srv/s3tls/s3.pem --key /srv/s3tls/s3-key.pem --quiet posix /srv/s3")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -84,13 +90,13 @@ func (g *gateway) start(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("versitygw does not listen on %s:%s: %v\n%s", g.host, gwPort, err, g.l.MustSSH(g.host, "journalctl -u lab-s3 --no-pager | tail"))
+			t.Fatalf("versitygw does not listen on %s:%s: %v\n%s", g.host, gwPort, err, g.l.MustSSH(g.host, "journalctl -u "+g.unit+" --no-pager | tail"))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-func (g *gateway) stop(t *testing.T) { g.l.MustSSH(g.host, "systemctl stop lab-s3") }
+func (g *gateway) stop(t *testing.T) { g.l.MustSSH(g.host, "systemctl stop "+g.unit) }
 
 func (g *gateway) endpoint() string { return "https://" + g.host + ":" + gwPort }
 
