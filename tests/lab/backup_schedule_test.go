@@ -473,6 +473,23 @@ func TestBackupSchedule(t *testing.T) {
 		}
 	})
 
+	t.Run("local snapshots only", func(t *testing.T) {
+		l.MustPlaybook("playbooks/23.backup.yml", `{"etcd_backup_schedule": "*-01-01 03:00:00", "etcd_backup_period": "1h"}`)
+		if out, _ := l.SSH(h[0], "ls /etc/etcdops/backup-credentials /etc/etcdops/backup-s3-ca.pem 2>/dev/null; grep -c '^\\[s3\\]' /etc/etcdops/backup.conf"); strings.TrimSpace(out) != "0" {
+			t.Fatalf("without a store the credentials, CA or [s3] settings stay: %s", out)
+		}
+		forgetDone(l, h[0])
+		before := g.objects(t)
+		since := remoteNow(l, h[0])
+		mustStartUnit(l, h[0])
+		if j := journal(l, h[0], since); !strings.Contains(j, "no store configured") {
+			t.Fatalf("the run without a store did not keep a local snapshot alone:\n%s", j)
+		}
+		if made := newObjects(before, g.objects(t)); len(made) != 0 {
+			t.Fatalf("a run without a store made objects: %+v", made)
+		}
+	})
+
 	t.Run("off", func(t *testing.T) {
 		l.MustPlaybook("playbooks/23.backup.yml", "etcd_backup_schedule=off")
 		for _, m := range h {
