@@ -22,6 +22,7 @@ import (
 
 const usage = `usage:
   etcdops backup run   --config FILE
+  etcdops backup check --config FILE
   etcdops backup list  --config FILE [--json]
   etcdops backup fetch --config FILE (--key KEY | --url s3://BUCKET/KEY) --out PATH [--age-identity FILE]`
 
@@ -53,6 +54,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "run":
 			err = runCmd(ctx, c, stdout)
+		case "check":
+			// Load read and checked the file and its credentials file.
+			fmt.Fprintf(stdout, "%s: the backup configuration is valid\n", *config)
 		case "list":
 			err = listCmd(ctx, c, stdout, *asJSON)
 		case "fetch":

@@ -70,14 +70,12 @@ func Load(path string) (Config, error) {
 		return c, bad("schedule", "period", fmt.Errorf("give a duration like 6h or 30m: %v", s.Key("period").String()))
 	}
 	c.Member = s.Key("member").String()
-	// ini's Key makes the key it is asked for: ask HasKey first.
+	// HasKey before Key: ini's Key adds the key it is asked for.
+	c.LockTTL = 10
 	if s.HasKey("lock_ttl") {
 		if c.LockTTL, err = s.Key("lock_ttl").Int(); err != nil || c.LockTTL < 2 {
 			return c, bad("schedule", "lock_ttl", errors.New("give whole seconds, at least 2"))
 		}
-	}
-	if c.LockTTL == 0 {
-		c.LockTTL = 10
 	}
 	c.LockWait = c.Period
 	if s.HasKey("lock_wait") {
