@@ -422,7 +422,7 @@ func TestBackupSchedule(t *testing.T) {
 			t.Fatal("the unit succeeded with wrong credentials")
 		}
 		j := journal(l, h[2], since)
-		if !strings.Contains(j, "the store refused the credentials") {
+		if !strings.Contains(j, "the store at "+g.endpoint()+" refused the credentials for bucket "+g.bucket) {
 			t.Fatalf("the journal does not say the credentials were refused:\n%s\n%s", j, l.MustSSH(h[2], "journalctl --no-pager --since '"+since+"' | tail -40"))
 		}
 		noSecret(t, "the journal", l.MustSSH(h[2], "journalctl --no-pager -o cat --since '"+since+"'"))
