@@ -129,6 +129,12 @@ up() {
   for cmd in debootstrap systemd-nspawn nsenter ip ssh-keygen ansible; do
     command -v "$cmd" >/dev/null || die "$cmd is missing: run 'make deps' first"
   done
+  # Each machine's systemd, journald and logind hold inotify instances, all
+  # counted against root on the host; the kernel's default of 128 runs out
+  # before nine machines have booted.
+  if [ "$(cat /proc/sys/fs/inotify/max_user_instances)" -lt 1024 ]; then
+    sysctl -qw fs.inotify.max_user_instances=1024
+  fi
   down
   rootfs=$("$here/rootfs.sh")
   mkdir -p "$state/machines" "$state/ssh"
