@@ -25,7 +25,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,7 +32,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +47,8 @@ import (
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/etcdops/etcdops/bench/internal/proc"
 )
 
 type config struct {
@@ -95,13 +95,7 @@ func envOr(name, def string) string {
 }
 
 // measurement is one program's run.
-type measurement struct {
-	wall time.Duration
-	cpu  time.Duration // user + system, its children's included
-	anon int64         // peak RssAnon of the program and its children, bytes
-	file int64         // peak RssFile (mapped page cache), the same way
-	out  []byte        // its stdout
-}
+type measurement = proc.Run
 
 // dataset is one database the benchmark saves.
 type dataset struct {
@@ -201,7 +195,7 @@ func runSet(ctx context.Context, c config, set dataset, b *strings.Builder) erro
 			return err
 		}
 		if a.name == "discard" || a.name == "write" {
-			if got, _ := strconv.ParseInt(strings.TrimSpace(string(m.out)), 10, 64); got != size {
+			if got, _ := strconv.ParseInt(strings.TrimSpace(string(m.Stdout)), 10, 64); got != size {
 				return fmt.Errorf("the discarding client received %d bytes, the saved file has %d", got, size)
 			}
 			os.Remove(p)
@@ -235,9 +229,9 @@ func runSet(ctx context.Context, c config, set dataset, b *strings.Builder) erro
 	ours, ctl, dis, wr := got["etcd_snapshot"], got["etcdctl"], got["discard"], got["write"]
 	for i := range ours {
 		fmt.Fprintf(b, "  round %d: discard %5.2fs (cpu %4.2fs)   write %5.2fs (cpu %4.2fs)   etcdctl %5.2fs (cpu %4.2fs) %s   etcd_snapshot %5.2fs (cpu %4.2fs) %s\n", i+1,
-			dis[i].wall.Seconds(), dis[i].cpu.Seconds(), wr[i].wall.Seconds(), wr[i].cpu.Seconds(),
-			ctl[i].wall.Seconds(), ctl[i].cpu.Seconds(), ctl[i].mem(),
-			ours[i].wall.Seconds(), ours[i].cpu.Seconds(), ours[i].mem())
+			dis[i].Wall.Seconds(), dis[i].CPU.Seconds(), wr[i].Wall.Seconds(), wr[i].CPU.Seconds(),
+			ctl[i].Wall.Seconds(), ctl[i].CPU.Seconds(), memOf(ctl[i]),
+			ours[i].Wall.Seconds(), ours[i].CPU.Seconds(), memOf(ours[i]))
 	}
 	fmt.Fprintf(b, "  save / discard:  etcd_snapshot %s   etcdctl %s   write %s\n", ratios(ours, dis), ratios(ctl, dis), ratios(wr, dis))
 	fmt.Fprintf(b, "  save / write:    etcd_snapshot %s   etcdctl %s\n", ratios(ours, wr), ratios(ctl, wr))
@@ -289,17 +283,17 @@ func benchStatus(b *strings.Builder, c config, work string, save func(string) *e
 		}
 	}
 	mine, theirs := got["etcd_snapshot"], got["etcdutl"]
-	if err := sameNumbers(theirs[0].out, saved.out, mine[0].out); err != nil {
+	if err := sameNumbers(theirs[0].Stdout, saved.Stdout, mine[0].Stdout); err != nil {
 		return err
 	}
 	for i := range mine {
 		fmt.Fprintf(b, "  status %d: etcdutl %5.2fs %s   etcd_snapshot %5.2fs %s\n", i+1,
-			theirs[i].wall.Seconds(), theirs[i].mem(), mine[i].wall.Seconds(), mine[i].mem())
+			theirs[i].Wall.Seconds(), memOf(theirs[i]), mine[i].Wall.Seconds(), memOf(mine[i]))
 	}
 	fmt.Fprintf(b, "  status / etcdutl: etcd_snapshot %s\n", ratios(mine, theirs))
 	fmt.Fprintf(b, "  peak memory (max over rounds): etcd_snapshot %s, etcdutl %s\n", peak(mine), peak(theirs))
 	if cand := got["candidate"]; cand != nil {
-		if err := sameNumbers(theirs[0].out, cand[0].out); err != nil {
+		if err := sameNumbers(theirs[0].Stdout, cand[0].Stdout); err != nil {
 			return fmt.Errorf("candidate: %w", err)
 		}
 		fmt.Fprintf(b, "  candidate: status / etcdutl %s, peak %s\n", ratios(cand, theirs), peak(cand))
@@ -338,103 +332,28 @@ func sameNumbers(etcdutl []byte, results ...[]byte) error {
 
 // ratios formats the ratios of a's wall times to b's, round by round:
 // median (min–max).
-func ratios(a, b []measurement) string {
-	var r []float64
-	for i := range a {
-		r = append(r, a[i].wall.Seconds()/b[i].wall.Seconds())
-	}
-	slices.Sort(r)
-	return fmt.Sprintf("%.2f (%.2f–%.2f)", r[len(r)/2], r[0], r[len(r)-1])
-}
+func ratios(a, b []measurement) string { return proc.Spread(proc.Ratios(a, b)) }
 
-func (m measurement) mem() string {
-	return fmt.Sprintf("anon %3d MiB file %4d MiB", m.anon>>20, m.file>>20)
+func memOf(m measurement) string {
+	return fmt.Sprintf("anon %3d MiB file %4d MiB", m.Anon>>20, m.File>>20)
 }
 
 func peak(ms []measurement) string {
 	var p measurement
 	for _, m := range ms {
-		p.anon, p.file = max(p.anon, m.anon), max(p.file, m.file)
+		p.Anon, p.File = max(p.Anon, m.Anon), max(p.File, m.File)
 	}
-	return p.mem()
+	return memOf(p)
 }
 
-// measure runs cmd and returns its wall and CPU time and the peaks of the
-// anonymous and file-backed resident memory of it and its children, which
-// it polls every 10 ms from /proc until cmd exits. (wait4's ru_maxrss of a
-// child started by os/exec counts the parent's RSS too.)
+// measure runs cmd with proc.Measure; a module that answers failed is an
+// error too.
 func measure(cmd *exec.Cmd) (measurement, error) {
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return measurement{}, err
+	m, err := proc.Measure(cmd)
+	if err == nil && (bytes.Contains(m.Stdout, []byte(`"failed": true`)) || bytes.Contains(m.Stdout, []byte(`"failed":true`))) {
+		err = fmt.Errorf("%s: %s", cmd, m.Stdout)
 	}
-	var m measurement
-	done := make(chan struct{})
-	polled := make(chan struct{})
-	go func() {
-		defer close(polled)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			anon, file := treeRSS(cmd.Process.Pid)
-			m.anon, m.file = max(m.anon, anon), max(m.file, file)
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	err := cmd.Wait()
-	m.wall = time.Since(start)
-	close(done)
-	<-polled
-	m.out = stdout.Bytes()
-	if err != nil {
-		return m, fmt.Errorf("%s: %w\n%s%s", cmd, err, stdout.Bytes(), stderr.Bytes())
-	}
-	if bytes.Contains(m.out, []byte(`"failed": true`)) || bytes.Contains(m.out, []byte(`"failed":true`)) {
-		return m, fmt.Errorf("%s: %s", cmd, m.out)
-	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return m, errors.New("no rusage")
-	}
-	m.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return m, nil
-}
-
-// treeRSS sums RssAnon and RssFile of pid and its descendants, now.
-func treeRSS(pid int) (anon, file int64) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	sc := bufio.NewScanner(bytes.NewReader(status))
-	for sc.Scan() {
-		name, value, _ := strings.Cut(sc.Text(), ":")
-		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
-		switch name {
-		case "RssAnon":
-			anon += kb << 10
-		case "RssFile":
-			file += kb << 10
-		}
-	}
-	// A Go program may start a child from any of its threads.
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, t := range tasks {
-		data, _ := os.ReadFile(t)
-		for _, f := range strings.Fields(string(data)) {
-			if child, err := strconv.Atoi(f); err == nil {
-				a, f := treeRSS(child)
-				anon, file = anon+a, file+f
-			}
-		}
-	}
-	return anon, file
+	return m, err
 }
 
 // discardStream receives a snapshot from endpoint, as etcd_snapshot's

@@ -33,8 +33,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -42,6 +40,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/etcdops/etcdops/bench/internal/proc"
 	"github.com/etcdops/etcdops/internal/codec"
 	"github.com/etcdops/etcdops/internal/objstore"
 	"github.com/etcdops/etcdops/internal/objstore/s3test"
@@ -126,32 +125,14 @@ func runChild(arm, file, key, sum string) error {
 		return fmt.Errorf("no arm %q", arm)
 	}
 	r := report{Sent: sent, Millis: time.Since(start).Milliseconds()}
-	r.VmHWM, r.Anon = procStatus(os.Getpid(), "VmHWM"), procStatus(os.Getpid(), "RssAnon")
+	r.VmHWM, r.Anon = proc.Status(os.Getpid(), "VmHWM"), proc.Status(os.Getpid(), "RssAnon")
 	return json.NewEncoder(os.Stdout).Encode(r)
-}
-
-// procStatus reads one field of /proc/<pid>/status, in bytes (0 if gone).
-func procStatus(pid int, field string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // measurement is one arm's upload.
 type measurement struct {
 	report
-	wall     time.Duration // the child, start to exit
-	polledAn int64         // peak RssAnon polled by the parent
+	run proc.Run // the child, start to exit; its RssAnon polled by the parent
 }
 
 func run(sizeMiB, rounds int, cache, out string) error {
@@ -222,7 +203,7 @@ func run(sizeMiB, rounds int, cache, out string) error {
 		fmt.Fprintf(&b, "  round %d:", i+1)
 		for _, a := range arms {
 			m := got[a][i]
-			fmt.Fprintf(&b, "   %s %5.2fs (%4.0f MiB/s) %s", a, m.wall.Seconds(), float64(size)/(1<<20)/m.wall.Seconds(), m.mem())
+			fmt.Fprintf(&b, "   %s %5.2fs (%4.0f MiB/s) %s", a, m.run.Wall.Seconds(), float64(size)/(1<<20)/m.run.Wall.Seconds(), m.mem())
 		}
 		b.WriteString("\n")
 	}
@@ -327,39 +308,15 @@ func sha256File(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// measure runs a child and polls its RssAnon every 10 ms until it exits.
+// measure runs a child with proc.Measure and reads its report.
 func measure(cmd *exec.Cmd) (measurement, error) {
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return measurement{}, err
-	}
 	var m measurement
-	done := make(chan struct{})
-	polled := make(chan struct{})
-	go func() {
-		defer close(polled)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			m.polledAn = max(m.polledAn, procStatus(cmd.Process.Pid, "RssAnon"))
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	err := cmd.Wait()
-	m.wall = time.Since(start)
-	close(done)
-	<-polled
-	if err != nil {
-		return m, fmt.Errorf("%s: %w\n%s", cmd.Args[:3], err, stderr.Bytes())
+	var err error
+	if m.run, err = proc.Measure(cmd); err != nil {
+		return m, err
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &m.report); err != nil {
-		return m, fmt.Errorf("the child's report %q: %w", stdout.Bytes(), err)
+	if err := json.Unmarshal(m.run.Stdout, &m.report); err != nil {
+		return m, fmt.Errorf("the child's report %q: %w", m.run.Stdout, err)
 	}
 	if m.Sent == 0 {
 		return m, errors.New("the child sent nothing")
@@ -368,27 +325,28 @@ func measure(cmd *exec.Cmd) (measurement, error) {
 }
 
 func (m measurement) mem() string {
-	return fmt.Sprintf("VmHWM %3d MiB RssAnon %3d MiB", m.VmHWM>>20, max(m.Anon, m.polledAn)>>20)
+	return fmt.Sprintf("VmHWM %3d MiB RssAnon %3d MiB", m.VmHWM>>20, max(m.Anon, m.run.Anon)>>20)
 }
 
 func peak(ms []measurement) string {
 	var p measurement
 	for _, m := range ms {
-		p.VmHWM, p.Anon = max(p.VmHWM, m.VmHWM), max(p.Anon, m.Anon, m.polledAn)
+		p.VmHWM, p.Anon = max(p.VmHWM, m.VmHWM), max(p.Anon, m.Anon, m.run.Anon)
 	}
 	return p.mem()
 }
 
-// ratioList is the throughput ratios of b to base (base's time over b's),
-// round by round, sorted.
-func ratioList(base, b []measurement) []float64 {
-	var r []float64
-	for i := range b {
-		r = append(r, base[i].wall.Seconds()/b[i].wall.Seconds())
+func runs(ms []measurement) []proc.Run {
+	var r []proc.Run
+	for _, m := range ms {
+		r = append(r, m.run)
 	}
-	slices.Sort(r)
 	return r
 }
+
+// ratioList is the throughput ratios of b to base (base's time over b's),
+// round by round, sorted.
+func ratioList(base, b []measurement) []float64 { return proc.Ratios(runs(base), runs(b)) }
 
 // ratios formats ratioList: median (min–max).
 func ratios(base, b []measurement) string {
@@ -411,11 +369,4 @@ func yes(ok bool) string {
 	return "MISSED"
 }
 
-func median(ms []measurement) time.Duration {
-	var d []time.Duration
-	for _, m := range ms {
-		d = append(d, m.wall)
-	}
-	slices.Sort(d)
-	return d[len(d)/2]
-}
+func median(ms []measurement) time.Duration { return proc.MedianWall(runs(ms)) }

@@ -7,16 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/etcdops/etcdops/internal/objstore/s3test"
-	"github.com/etcdops/etcdops/internal/pki"
 )
 
 // TestBackupRestoreFromBucket: a real S3 gateway (versitygw, posix
@@ -34,24 +30,21 @@ func TestBackupRestoreFromBucket(t *testing.T) {
 	l.MustPlaybook("playbooks/02.etcd.yml", bk)
 	l.PutKeys(h1, "before/", 0, 200)
 
-	s3 := startLabS3(t, l, s3host)
-	deploy := t.TempDir()
-	creds := filepath.Join(deploy, "s3.creds")
-	ca := filepath.Join(deploy, "s3-ca.pem")
-	writeTestFile(t, creds, fmt.Sprintf("access_key_id = %s\nsecret_access_key = %s\n", s3.accessKey, s3.secretKey))
-	writeTestFile(t, ca, string(s3.caPEM))
-	bucket := []string{bk, "etcd_backup_s3_endpoint=" + s3.endpoint, "etcd_backup_s3_bucket=backups",
-		"etcd_backup_s3_prefix=etcd/", "etcd_backup_s3_deploy_ca_file=" + ca, "etcd_backup_s3_deploy_credentials_file=" + creds}
+	s3 := startGateway(t, l, s3host)
+	creds := filepath.Join(t.TempDir(), "s3.creds")
+	writeTestFile(t, creds, fmt.Sprintf("access_key_id = %s\nsecret_access_key = %s\n", s3.access, s3.secret))
+	bucket := []string{bk, "etcd_backup_s3_endpoint=" + s3.endpoint(), "etcd_backup_s3_bucket=" + s3.bucket,
+		"etcd_backup_s3_prefix=etcd/", "etcd_backup_s3_deploy_ca_file=" + s3.ca, "etcd_backup_s3_deploy_credentials_file=" + creds}
 
 	// The schedule's configuration on two members (h3 has none), as the
 	// schedule's playbook writes it; a period of 2s, so that each run
 	// makes its own object.
 	bin := filepath.Join(repoRoot, "build", "linux_amd64", "etcdops")
-	conf := fmt.Sprintf("[schedule]\nperiod = 2s\n[local]\nkeep = 2\n[s3]\nendpoint = %s\nbucket = backups\nprefix = etcd/\n"+
-		"ca_file = /etc/etcdops/s3-ca.pem\ncredentials_file = /etc/etcdops/s3.creds\ncompression = zstd\n", s3.endpoint)
+	conf := fmt.Sprintf("[schedule]\nperiod = 2s\n[local]\nkeep = 2\n[s3]\nendpoint = %s\nbucket = %s\nprefix = etcd/\n"+
+		"ca_file = /etc/etcdops/s3-ca.pem\ncredentials_file = /etc/etcdops/s3.creds\ncompression = zstd\n", s3.endpoint(), s3.bucket)
 	for _, h := range []string{h1, h2} {
 		l.copyTo(h, "/usr/local/bin/etcdops", "0755", fileReader(t, bin))
-		l.copyTo(h, "/etc/etcdops/s3-ca.pem", "0644", strings.NewReader(string(s3.caPEM)))
+		l.copyTo(h, "/etc/etcdops/s3-ca.pem", "0644", fileReader(t, s3.ca))
 		l.copyTo(h, "/etc/etcdops/s3.creds", "0600", fileReader(t, creds))
 		l.copyTo(h, "/etc/etcdops/backup.conf", "0600", strings.NewReader(conf))
 	}
@@ -92,7 +85,7 @@ func TestBackupRestoreFromBucket(t *testing.T) {
 			strings.Contains(failure, h3) {
 			t.Errorf("with etcd_backup_max_age=1ms: failed %v\n%s", r.Failed(), tail(r.Output, 40))
 		}
-		if strings.Contains(r.Output, s3.secretKey) {
+		if strings.Contains(r.Output, s3.secret) {
 			t.Error("the secret key is in the output")
 		}
 	})
@@ -131,51 +124,10 @@ func TestBackupRestoreFromBucket(t *testing.T) {
 		if r.Changed() != 0 {
 			t.Errorf("a second restore from the same object changed %d tasks\n%s", r.Changed(), changedTasks(r.Output))
 		}
-		if strings.Contains(r.Output, s3.secretKey) || strings.Contains(r.Output, s3.accessKey) {
+		if strings.Contains(r.Output, s3.secret) || strings.Contains(r.Output, s3.access) {
 			t.Error("a credential is in the restore's output (-v)")
 		}
 	})
-}
-
-// labS3 is versitygw running on a lab machine.
-type labS3 struct {
-	endpoint             string
-	caPEM                []byte
-	accessKey, secretKey string
-}
-
-// startLabS3 runs versitygw (posix backend, bucket "backups", TLS) on host
-// as a transient systemd unit, stopped when the test ends.
-func startLabS3(t *testing.T, l *Lab, host string) labS3 {
-	t.Helper()
-	ca, err := pki.NewCA("lab s3 CA", 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := pki.Issue(ca, pki.Request{CommonName: "lab-s3", Usage: pki.UsageMember, IPs: []net.IP{net.ParseIP(host)}, Validity: 24 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := labS3{endpoint: "https://" + host + ":7070", caPEM: ca.CertPEM, accessKey: "labS3AccessKey",
-		secretKey: fmt.Sprintf("lab-s3-SECRET-%d", time.Now().UnixNano())}
-	l.copyTo(host, "/usr/local/bin/versitygw", "0755", fileReader(t, s3test.Binary(t)))
-	l.copyTo(host, "/etc/s3/cert.pem", "0644", bytes.NewReader(leaf.CertPEM))
-	l.copyTo(host, "/etc/s3/key.pem", "0600", bytes.NewReader(leaf.KeyPEM))
-	l.copyTo(host, "/etc/s3/env", "0600", strings.NewReader("ROOT_ACCESS_KEY_ID="+s.accessKey+"\nROOT_SECRET_ACCESS_KEY="+s.secretKey+"\n"))
-	l.MustSSH(host, "mkdir -p /var/lib/s3/backups && systemd-run --unit=lab-s3 --property=EnvironmentFile=/etc/s3/env "+
-		"/usr/local/bin/versitygw --port "+host+":7070 --quiet --cert /etc/s3/cert.pem --key /etc/s3/key.pem posix /var/lib/s3")
-	t.Cleanup(func() { l.SSH(host, "systemctl stop lab-s3") })
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		c, err := net.DialTimeout("tcp", host+":7070", time.Second)
-		if err == nil {
-			c.Close()
-			return s
-		}
-		if time.Now().After(deadline) {
-			out, _ := l.SSH(host, "journalctl -u lab-s3 --no-pager | tail -20")
-			t.Fatalf("versitygw does not listen on %s:7070: %v\n%s", host, err, out)
-		}
-	}
 }
 
 // copyTo writes what r holds to path on host (its directory made), with

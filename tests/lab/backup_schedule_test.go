@@ -3,6 +3,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,26 +53,15 @@ func startGateway(t *testing.T, l *Lab, host string) *gateway {
 		t.Fatal(err)
 	}
 	g.ca = filepath.Join(dir, "s3-ca.pem")
-	for name, data := range map[string][]byte{"s3-ca.pem": ca.CertPEM, "s3.pem": leaf.CertPEM, "s3-key.pem": leaf.KeyPEM} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.WriteFile(g.ca, ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	l.MustSSH(host, "mkdir -p /srv/s3/"+g.bucket+" /srv/s3tls")
-	scp(t, host, "/usr/local/bin/versitygw", s3test.Binary(t))
-	scp(t, host, "/srv/s3tls/", filepath.Join(dir, "s3.pem"), filepath.Join(dir, "s3-key.pem"))
+	l.MustSSH(host, "mkdir -p /srv/s3/"+g.bucket)
+	l.copyTo(host, "/usr/local/bin/versitygw", "0755", fileReader(t, s3test.Binary(t)))
+	l.copyTo(host, "/srv/s3tls/s3.pem", "0644", bytes.NewReader(leaf.CertPEM))
+	l.copyTo(host, "/srv/s3tls/s3-key.pem", "0600", bytes.NewReader(leaf.KeyPEM))
 	g.start(t)
 	return g
-}
-
-// scp copies local files to a lab machine.
-func scp(t *testing.T, host, dest string, files ...string) {
-	t.Helper()
-	args := append([]string{"-q", "-i", currentLab().Key(), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-		"-o", "LogLevel=ERROR", "-o", "BatchMode=yes"}, files...)
-	if out, err := exec.Command("scp", append(args, "root@"+host+":"+dest)...).CombinedOutput(); err != nil {
-		t.Fatalf("scp to %s: %v\n%s", host, err, out)
-	}
 }
 
 func (g *gateway) start(t *testing.T) {
