@@ -162,6 +162,15 @@ func Run(ctx context.Context, c Config, now time.Time) (Result, error) {
 		if err := upload(rctx, c, store, current); err != nil {
 			return res, causeOf(rctx, err)
 		}
+	}
+	// The period is done as soon as its snapshot is in the store: a failure
+	// in what follows (earlier periods' uploads, the store's retention) fails
+	// the run, but must not make another member take the period again.
+	d := Done{Period: res.Period, Member: current.Member, Revision: current.Revision, Key: current.Object, Time: now.UTC()}
+	if err := writeDone(rctx, cli, mu, d); err != nil {
+		return res, causeOf(rctx, err)
+	}
+	if store != nil {
 		for _, l := range older {
 			if err := catchUp(rctx, c, store, &l); err != nil {
 				return res, causeOf(rctx, err)
@@ -175,10 +184,6 @@ func Run(ctx context.Context, c Config, now time.Time) (Result, error) {
 		if res.Pruned, err = store.Retain(rctx, c.S3Keep); err != nil {
 			return res, err
 		}
-	}
-	d := Done{Period: res.Period, Member: current.Member, Revision: current.Revision, Key: current.Object, Time: now.UTC()}
-	if err := writeDone(rctx, cli, mu, d); err != nil {
-		return res, causeOf(rctx, err)
 	}
 	err = writeJSON(lastSuccess(c), Success{Time: current.Time, Period: res.Period, Member: current.Member,
 		Revision: current.Revision, SHA256: current.SHA256, Size: current.Size, LocalPath: current.Path, Object: current.Object})
@@ -241,7 +246,7 @@ func pendingSplit(c Config, period time.Time) (older []Local, current *Local, er
 		return nil, nil, err
 	}
 	for i, l := range all {
-		if l.Period.Equal(period) {
+		if PeriodOf(l.Time, c.Period).Equal(period) {
 			current = &all[i]
 		} else {
 			older = append(older, l)
@@ -327,7 +332,7 @@ func catchUp(ctx context.Context, c Config, store *objstore.Store, l *Local) err
 		return err
 	}
 	for _, o := range objs {
-		if PeriodOf(o.Time, c.Period).Equal(l.Period) {
+		if PeriodOf(o.Time, c.Period).Equal(PeriodOf(l.Time, c.Period)) {
 			l.SupersededBy = o.URL
 			return markUploaded(*l)
 		}
