@@ -41,12 +41,15 @@ func (r *runner) view(ctx context.Context, settle bool) (*View, error) {
 // settled observes the cluster after a compaction until, from the third
 // observation on, every member's size in use is the same twice in a row
 // (for at most settleFor). Each member compacts on its own, after the
-// compaction is committed, and etcd
-// counts the pages a compaction freed as free only after its backend has
-// committed again: each observation lists the alarms, which goes through
-// raft as an entry that changes no key, and so makes every member commit.
-func (r *runner) settled(ctx context.Context) (*View, error) {
+// compaction is committed, and etcd counts the pages a compaction freed as
+// free only after its backend has committed twice more, which a cluster
+// nothing writes to never does: an entry that writes nothing, such as
+// listing the alarms, commits nothing on etcd 3.6. So each observation
+// first grants and revokes a lease, which writes etcd's lease bucket on
+// every member and changes no key.
+func (r *runner) settled(ctx context.Context, cli *clientv3.Client) (*View, error) {
 	deadline := time.Now().Add(r.settleFor())
+	r.nudge(ctx, cli)
 	prev, err := r.view(ctx, true)
 	for n := 1; err == nil && time.Now().Before(deadline); n++ {
 		select {
@@ -54,6 +57,7 @@ func (r *runner) settled(ctx context.Context) (*View, error) {
 			return prev, nil
 		case <-time.After(250 * time.Millisecond):
 		}
+		r.nudge(ctx, cli)
 		v, verr := r.view(ctx, true)
 		if verr != nil {
 			return nil, verr
@@ -64,6 +68,17 @@ func (r *runner) settled(ctx context.Context) (*View, error) {
 		prev = v
 	}
 	return prev, err
+}
+
+// nudge makes every member's backend commit, by a lease granted and
+// revoked. It is best effort: under a NOSPACE alarm etcd refuses the
+// grant, and every member is then defragmented anyway.
+func (r *runner) nudge(ctx context.Context, cli *clientv3.Client) {
+	ctx, cancel := context.WithTimeout(ctx, r.o.CommandTimeoutDuration())
+	defer cancel()
+	if l, err := cli.Grant(ctx, 60); err == nil {
+		cli.Revoke(ctx, l.ID)
+	}
 }
 
 func sameUse(a, b *View) bool {
@@ -232,7 +247,7 @@ func (r *runner) defragment(ctx context.Context) (res modrun.Result, err error) 
 				notes = append(notes, fmt.Sprintf("would compact to revision %d (the free shares below are before compaction)", rev))
 			} else {
 				notes = append(notes, fmt.Sprintf("compacted to revision %d", rev))
-				if v, err = r.settled(ctx); err != nil {
+				if v, err = r.settled(ctx, cli); err != nil {
 					return res, err
 				}
 			}
@@ -342,7 +357,7 @@ func (r *runner) defragment(ctx context.Context) (res modrun.Result, err error) 
 			return res, err
 		}
 		res["write_checked"] = true
-		if v, err = r.settled(ctx); err != nil {
+		if v, err = r.settled(ctx, cli); err != nil {
 			res["changed"] = changed
 			return res, err
 		}

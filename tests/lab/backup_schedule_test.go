@@ -444,7 +444,14 @@ func TestBackupSchedule(t *testing.T) {
 		}
 		for p, n := range periods {
 			if n != 1 {
-				t.Fatalf("the period from %s has %d objects", p, n)
+				var b strings.Builder
+				for _, o := range made {
+					fmt.Fprintf(&b, "  %s (member %s, revision %d)\n", o.Key, o.Member, o.Revision)
+				}
+				for _, m := range h {
+					fmt.Fprintf(&b, "%s:\n%s\n", m, journal(l, m, "-3min"))
+				}
+				t.Fatalf("the period from %s has %d objects; the new objects:\n%s", p, n, b.String())
 			}
 		}
 		urls := map[string]bool{}

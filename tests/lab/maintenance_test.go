@@ -62,38 +62,6 @@ func fillAndDelete(t *testing.T, hosts []string, ca, cert, key, prefix string, n
 	}
 }
 
-// compact compacts the key space to the current revision and waits until
-// every member counts at least half of its database free. Each member
-// compacts on its own, and counts the freed pages after its backend's next
-// commit: a fixed wait was once too short for one member of three, which
-// defrag_etcd.yml then rightly left alone.
-func compact(t *testing.T, hosts []string, ca, cert, key string) {
-	t.Helper()
-	cli := tlsClient(t, hosts, ca, cert, key)
-	defer cli.Close()
-	ctx := context.Background()
-	resp, err := cli.Get(ctx, "/", clientv3.WithKeysOnly(), clientv3.WithLimit(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range hosts {
-		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			st, err := cli.Status(sctx, "https://"+h+":2379")
-			cancel()
-			if err == nil && st.DbSizeInUse*2 <= st.DbSize {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s does not count half of its database free a minute after the compaction: %+v, %v", h, st, err)
-			}
-		}
-	}
-}
-
 // expectShrunk fails unless every member's database is at most share of
 // its size before.
 func expectShrunk(t *testing.T, before, after map[string]int64, share float64) {
