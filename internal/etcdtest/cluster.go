@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcdops/etcdops/internal/etcdconn"
+	"github.com/etcdops/etcdops/internal/freeport"
 	"github.com/etcdops/etcdops/internal/pki"
 )
 
@@ -127,8 +128,8 @@ func (c *Cluster) NewMember(name string) *Member {
 	}
 	return &Member{
 		Name:      name,
-		ClientURL: "https://127.0.0.1:" + freePort(c.t),
-		PeerURL:   "https://127.0.0.1:" + freePort(c.t),
+		ClientURL: "https://127.0.0.1:" + freeport.Get(c.t),
+		PeerURL:   "https://127.0.0.1:" + freeport.Get(c.t),
 		DataDir:   filepath.Join(c.Dir, name+".etcd"),
 		TLS:       c.writePair(name, cert),
 	}
@@ -278,15 +279,4 @@ func (c *Cluster) Put(ctx context.Context, prefix string, n int, value []byte) e
 		}
 	}
 	return nil
-}
-
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
 }

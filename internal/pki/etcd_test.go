@@ -2,7 +2,6 @@ package pki_test
 
 import (
 	"context"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcdops/etcdops/internal/etcdconn"
+	"github.com/etcdops/etcdops/internal/freeport"
 	"github.com/etcdops/etcdops/internal/modrun"
 	"github.com/etcdops/etcdops/internal/pki"
 )
@@ -94,7 +94,7 @@ type member struct {
 
 func newMember(t *testing.T, root, name, cert, key, ca string) *member {
 	return &member{name: name, dir: filepath.Join(root, name+".etcd"),
-		client: "https://127.0.0.1:" + freePort(t), peer: "https://127.0.0.1:" + freePort(t),
+		client: "https://127.0.0.1:" + freeport.Get(t), peer: "https://127.0.0.1:" + freeport.Get(t),
 		tls: transport.TLSInfo{CertFile: cert, KeyFile: key, TrustedCAFile: ca, ClientCertAuth: true}}
 }
 
@@ -122,17 +122,6 @@ func (m *member) start(t *testing.T, initialCluster, state string) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("%s not ready after 60s", m.name)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
 }
 
 // copyCfssl copies kubeasz's cfssl-made files from testdata/cfssl into dir

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdops/etcdops/internal/freeport"
 	"github.com/etcdops/etcdops/internal/fsutil"
 )
 
@@ -93,7 +94,7 @@ func measureReload(t *testing.T, bin string) {
 	if err := fsutil.WriteFile(caFile, oldCA.CertPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	clientURL, peerURL := "https://127.0.0.1:"+freeTestPort(t), "https://127.0.0.1:"+freeTestPort(t)
+	clientURL, peerURL := "https://127.0.0.1:"+freeport.Get(t), "https://127.0.0.1:"+freeport.Get(t)
 	cmd := exec.Command(bin, "--name=m0", "--data-dir="+filepath.Join(tmp, "data"),
 		"--listen-client-urls="+clientURL, "--advertise-client-urls="+clientURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
@@ -200,14 +201,4 @@ func describeAccept(err error) string {
 		return "ACCEPTED (the trusted CA file was read again)"
 	}
 	return fmt.Sprintf("refused (the trusted CA file is not read again: %v)", err)
-}
-
-func freeTestPort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/etcdops/etcdops/internal/freeport"
 	"github.com/etcdops/etcdops/internal/objstore"
 	"github.com/etcdops/etcdops/internal/pki"
 )
@@ -71,7 +72,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := "127.0.0.1:" + freeport.Get(t)
 	scheme := "http"
 	var tlsArgs []string
 	if s.CAFile != "" {
@@ -194,14 +195,4 @@ func write(t testing.TB, path string, data []byte) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
