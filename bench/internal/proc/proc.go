@@ -6,7 +6,6 @@
 package proc
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -74,21 +73,8 @@ func Measure(cmd *exec.Cmd) (Run, error) {
 // TreeRSS sums RssAnon and RssFile of pid and its descendants, now (zero
 // for a process that is gone).
 func TreeRSS(pid int) (anon, file int64) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	sc := bufio.NewScanner(bytes.NewReader(status))
-	for sc.Scan() {
-		name, value, _ := strings.Cut(sc.Text(), ":")
-		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
-		switch name {
-		case "RssAnon":
-			anon += kb << 10
-		case "RssFile":
-			file += kb << 10
-		}
-	}
+	fields := statusFields(pid)
+	anon, file = fields["RssAnon"], fields["RssFile"]
 	// A Go program may start a child from any of its threads.
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
 	for _, t := range tasks {
@@ -130,16 +116,28 @@ func MedianWall(runs []Run) time.Duration {
 
 // Status reads one memory field of /proc/<pid>/status (VmHWM, RssAnon, …),
 // in bytes; zero for a process that is gone or a field it does not have.
-func Status(pid int, field string) int64 {
+func Status(pid int, field string) int64 { return statusFields(pid)[field] }
+
+// statusFields reads /proc/<pid>/status: each field's value as a number,
+// the ones in kB as bytes (nil for a process that is gone).
+func statusFields(pid int) map[string]int64 {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return nil
 	}
+	fields := map[string]int64{}
 	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
+		name, value, _ := strings.Cut(line, ":")
+		value = strings.TrimSpace(value)
+		kb, isKB := strings.CutSuffix(value, " kB")
+		n, err := strconv.ParseInt(kb, 10, 64)
+		if err != nil {
+			continue
 		}
+		if isKB {
+			n <<= 10
+		}
+		fields[name] = n
 	}
-	return 0
+	return fields
 }
