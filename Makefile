@@ -15,7 +15,7 @@ VENV := .venv
 VENV_219 := .venv-2.19
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: collection help build deps venv etcd-bin test test-go test-lab lint lab-up lab-down demo bench matrix molecule clean
+.PHONY: collection help build deps venv etcd-bin test test-long test-go test-lab lint lab-up lab-down demo bench matrix molecule clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,7 +39,9 @@ deps: ## Install what a fresh machine lacks (Debian packages)
 etcd-bin: ## Build etcd, etcdctl and etcdutl (cached) into bin/
 	@bash lab/etcdbin/build.sh >/dev/null
 
-test: deps build etcd-bin lint test-go test-lab molecule matrix ## Run every test: lint, Go tests against real etcd, the lab end to end, molecule, the version matrix
+test: deps build etcd-bin lint test-go test-lab molecule ## Run the tests CI runs: lint, Go tests against real etcd, the lab end to end, molecule (about 45 minutes)
+
+test-long: test matrix ## make test, then the version matrix (about 15 minutes more): run before an issue is resolved
 
 test-go: build etcd-bin venv ## Go unit and integration tests (embedded and real etcd; the action plugin with ansible-core 2.14, 2.19 and the newest)
 	ETCD_BIN_DIR=$(CURDIR)/bin $(GO) test -count=1 ./...
