@@ -28,7 +28,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +48,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/etcdops/etcdops/bench/internal/proc"
+	"github.com/etcdops/etcdops/internal/freeport"
 )
 
 type config struct {
@@ -463,7 +463,14 @@ func blobLen(data mem.BufferSlice) int64 {
 // startEtcd runs a one-member etcd on a free loopback port over dataDir and
 // waits until it serves.
 func startEtcd(ctx context.Context, bin, dataDir string) (string, func(), error) {
-	client, peer := freePort(), freePort()
+	client, err := freeport.Pick()
+	if err != nil {
+		return "", nil, err
+	}
+	peer, err := freeport.Pick()
+	if err != nil {
+		return "", nil, err
+	}
 	url := "http://127.0.0.1:" + client
 	cmd := exec.Command(filepath.Join(bin, "etcd"), "--name=bench", "--data-dir="+dataDir,
 		"--listen-client-urls="+url, "--advertise-client-urls="+url,
@@ -591,15 +598,6 @@ func fillSmall(ctx context.Context, cli *clientv3.Client, n int) error {
 		_, err := cli.Txn(ctx).Then(ops...).Commit()
 		return err
 	})
-}
-
-func freePort() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
 }
 
 func version(bin string) string {

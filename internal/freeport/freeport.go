@@ -25,9 +25,8 @@ const (
 	high = 32000
 )
 
-// Get returns a port on 127.0.0.1 that was free a moment ago.
-func Get(t testing.TB) string {
-	t.Helper()
+// Pick returns a port on 127.0.0.1 that was free a moment ago.
+func Pick() (string, error) {
 	for range 200 {
 		port := low + rand.IntN(high-low)
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -35,8 +34,17 @@ func Get(t testing.TB) string {
 			continue
 		}
 		l.Close()
-		return strconv.Itoa(port)
+		return strconv.Itoa(port), nil
 	}
-	t.Fatalf("no free port on 127.0.0.1 between %d and %d after 200 tries", low, high)
-	return ""
+	return "", fmt.Errorf("no free port on 127.0.0.1 between %d and %d after 200 tries", low, high)
+}
+
+// Get is Pick for a test, which fails when there is no port.
+func Get(t testing.TB) string {
+	t.Helper()
+	port, err := Pick()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
 }
