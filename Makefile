@@ -39,9 +39,9 @@ deps: ## Install what a fresh machine lacks (Debian packages)
 etcd-bin: ## Build etcd, etcdctl and etcdutl (cached) into bin/
 	@bash lab/etcdbin/build.sh >/dev/null
 
-test: deps build etcd-bin lint test-go test-lab molecule ## Run the tests CI runs: lint, Go tests against real etcd, the lab end to end, molecule (about 45 minutes)
+test: deps build etcd-bin lint test-go test-lab molecule ## Run the tests CI runs: lint, Go tests against real etcd, the lab end to end, molecule (about 55 minutes)
 
-test-long: test matrix ## make test, then the version matrix (about 15 minutes more): run before an issue is resolved
+test-long: test matrix ## make test, then the version matrix (about 17 minutes more): run before an issue is resolved
 
 test-go: build etcd-bin venv ## Go unit and integration tests (embedded and real etcd; the action plugin with ansible-core 2.14, 2.19 and the newest)
 	ETCD_BIN_DIR=$(CURDIR)/bin $(GO) test -count=1 ./...
