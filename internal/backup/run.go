@@ -14,6 +14,7 @@ import (
 	"github.com/etcdops/etcdops/internal/discover"
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/objstore"
+	"github.com/etcdops/etcdops/internal/snapdir"
 	"github.com/etcdops/etcdops/internal/snapshot"
 )
 
@@ -155,7 +156,7 @@ func Run(ctx context.Context, c Config, now time.Time) (Result, error) {
 		}
 	}
 	res.Taken = current
-	if res.Removed, err = snapshot.Prune(c.Dir, c.Keep, current.Path); err != nil {
+	if res.Removed, err = snapdir.Prune(c.Dir, c.Keep, current.Path); err != nil {
 		return res, err
 	}
 	if store != nil {
@@ -273,7 +274,7 @@ func take(ctx context.Context, c Config, now, period time.Time) (*Local, error) 
 		return nil, err
 	}
 	defer bulk.Close()
-	path := snapshot.NewName(c.Dir, now)
+	path := snapdir.NewName(c.Dir, now)
 	st, err := snapshot.SaveVerified(ctx, bulk, src.Endpoint, path, 0o600, c.Etcd.CommandTimeoutDuration())
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/etcdops/etcdops/internal/codec"
 	"github.com/etcdops/etcdops/internal/etcdtest"
 	"github.com/etcdops/etcdops/internal/objstore/s3test"
+	"github.com/etcdops/etcdops/internal/snapdir"
 	"github.com/etcdops/etcdops/internal/snapshot"
 )
 
@@ -71,7 +72,7 @@ func TestPendingSnapshotsJudgedByTheCurrentPeriod(t *testing.T) {
 	var locals []Local
 	for _, sec := range []int{18, 41, 43} {
 		at := base.Add(time.Duration(sec) * time.Second)
-		l := Local{Path: snapshot.NewName(c.Dir, at), Time: at, Period: PeriodOf(at, time.Hour), Member: "m0", Revision: int64(sec)}
+		l := Local{Path: snapdir.NewName(c.Dir, at), Time: at, Period: PeriodOf(at, time.Hour), Member: "m0", Revision: int64(sec)}
 		if err := os.WriteFile(l.Path, []byte("snapshot taken at "+at.String()), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +140,7 @@ func TestFailedCatchUpStillRecordsThePeriod(t *testing.T) {
 	a, b := cfg("m0"), cfg("m1")
 	// An earlier period's pending snapshot that cannot be read: a directory
 	// where the file should be.
-	old := Local{Path: snapshot.NewName(a.Dir, base.Add(18*time.Second)), Time: base.Add(18 * time.Second), Member: "m0"}
+	old := Local{Path: snapdir.NewName(a.Dir, base.Add(18*time.Second)), Time: base.Add(18 * time.Second), Member: "m0"}
 	if err := os.Mkdir(old.Path, 0o700); err != nil {
 		t.Fatal(err)
 	}

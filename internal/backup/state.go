@@ -125,7 +125,7 @@ func pending(dir string) ([]Local, error) {
 	return out, nil
 }
 
-// localTimeLayout is the time in a local snapshot's name (snapshot.NewName).
+// localTimeLayout is the time in a local snapshot's name (snapdir.NewName).
 const localTimeLayout = "20060102150405"
 
 // newestLocal returns the time of the newest snapshot_<ts>.db in dir.

@@ -49,7 +49,7 @@ func RunCheckChildIfAsked() bool {
 		if len(r.Problems) > 0 {
 			return nil
 		}
-		return r.Status.readNumbers(db, defaultKeySetLimit)
+		return r.Status.readNumbers(db)
 	})
 	if err != nil {
 		r.Err, r.NotSnapshot = err.Error(), errors.Is(err, ErrNotSnapshot)

@@ -15,6 +15,7 @@ import (
 	"github.com/etcdops/etcdops/internal/discover"
 	"github.com/etcdops/etcdops/internal/etcdconn"
 	"github.com/etcdops/etcdops/internal/modrun"
+	"github.com/etcdops/etcdops/internal/snapdir"
 )
 
 // ModuleSpec declares the options of the etcd_snapshot module.
@@ -56,14 +57,14 @@ func RunModule(ctx context.Context, m *modrun.Module) (modrun.Result, error) {
 		res["changed"] = false
 		res["msg"] = fmt.Sprintf("%s: revision %d, %d keys, hash %d", st.Path, st.Revision, st.TotalKeys, st.Hash)
 		if o.LatestLink != "" || o.Keep != nil {
-			r, err := rotate(o.Path, o.LatestLink, o.Keep, m.Meta.CheckMode)
+			r, err := snapdir.Rotate(o.Path, o.LatestLink, o.Keep, m.Meta.CheckMode)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", o.Path, err)
 			}
-			res["changed"] = r.linked || len(r.removed) > 0
-			res["removed"] = r.removed
-			if r.link != "" {
-				res["latest_link"] = r.link
+			res["changed"] = r.Linked || len(r.Removed) > 0
+			res["removed"] = r.Removed
+			if r.Link != "" {
+				res["latest_link"] = r.Link
 			}
 		}
 		return res, nil
@@ -93,17 +94,11 @@ func (o options) plan(now time.Time) (plan, error) {
 		return p, fmt.Errorf("mode %q: give an octal file mode the owner can read, like 0600", o.Mode)
 	}
 	p.mode = os.FileMode(mode)
-	if o.Keep != nil && *o.Keep < 1 {
-		return p, fmt.Errorf("keep must be at least 1 (the snapshot just taken is always kept), got %d", *o.Keep)
-	}
-	if o.LatestLink != "" && (strings.ContainsRune(o.LatestLink, '/') || o.LatestLink == "." || o.LatestLink == "..") {
-		return p, fmt.Errorf("latest_link %q: give a file name in the snapshot's directory, without '/'", o.LatestLink)
-	}
 	info, err := os.Stat(o.Path)
 	switch {
 	case err == nil && info.IsDir():
 		p.dir = o.Path
-		p.path = NewName(o.Path, now)
+		p.path = snapdir.NewName(o.Path, now)
 	case err == nil && !info.Mode().IsRegular():
 		return p, fmt.Errorf("path %s exists and is neither a directory nor a regular file", o.Path)
 	default:
@@ -112,10 +107,7 @@ func (o options) plan(now time.Time) (plan, error) {
 			return p, fmt.Errorf("path %s: its directory %s does not exist", o.Path, p.dir)
 		}
 	}
-	if o.LatestLink != "" && filepath.Join(p.dir, o.LatestLink) == filepath.Clean(p.path) {
-		return p, fmt.Errorf("latest_link %q is the snapshot's own name", o.LatestLink)
-	}
-	return p, nil
+	return p, snapdir.CheckRotation(p.path, o.LatestLink, o.Keep)
 }
 
 // ChooseEndpoint returns the first endpoint, in the order given, whose
@@ -161,7 +153,7 @@ func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, erro
 	memberID := fmt.Sprintf("%x", src.Status.Header.MemberId)
 	res := modrun.Result{"path": p.path, "endpoint": src.Endpoint, "member_id": memberID, "changed": true}
 	if o.Keep != nil {
-		would, err := Prunable(p.dir, *o.Keep-1, p.path)
+		would, err := snapdir.Prunable(p.dir, *o.Keep-1, p.path)
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +179,7 @@ func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, erro
 	res["endpoint"], res["member_id"], res["changed"] = src.Endpoint, memberID, true
 	res["duration_seconds"] = took
 	if o.LatestLink != "" {
-		link, err := Link(p.path, o.LatestLink)
+		link, err := snapdir.Link(p.path, o.LatestLink)
 		if err != nil {
 			return res, err
 		}
@@ -195,7 +187,7 @@ func save(ctx context.Context, m *modrun.Module, o options) (modrun.Result, erro
 	}
 	res["removed"] = []string{}
 	if o.Keep != nil {
-		removed, err := Prune(p.dir, *o.Keep, p.path)
+		removed, err := snapdir.Prune(p.dir, *o.Keep, p.path)
 		res["removed"] = nonNil(removed)
 		if err != nil {
 			return res, err

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -55,14 +54,6 @@ func (t *tailHasher) sums() (body, whole []byte, ok bool) {
 	return body, t.sum.Sum(nil), t.n == sha256.Size
 }
 
-// progress counts bytes so a watchdog can tell a stalled stream.
-type progress struct{ n atomic.Int64 }
-
-func (p *progress) Write(b []byte) (int, error) {
-	p.n.Add(int64(len(b)))
-	return len(b), nil
-}
-
 // StreamError is a snapshot stream that broke after Received bytes.
 type StreamError struct {
 	Received int64
@@ -96,9 +87,9 @@ type chunkSource interface {
 const writeSize = 64 << 10
 
 // copyHashed copies src to dst in writes of about writeSize bytes, each
-// then hashed by th and counted by prog. (Hashing on a goroutine of its
-// own did not make a save faster in make bench.)
-func copyHashed(dst io.Writer, src chunkSource, th *tailHasher, prog *progress) (int64, error) {
+// then hashed by th, calling alive after each. (Hashing on a goroutine of
+// its own did not make a save faster in make bench.)
+func copyHashed(dst io.Writer, src chunkSource, th *tailHasher, alive func()) (int64, error) {
 	var total int64
 	buf := make([]byte, 0, writeSize)
 	for {
@@ -107,7 +98,7 @@ func copyHashed(dst io.Writer, src chunkSource, th *tailHasher, prog *progress) 
 		if len(buf) > 0 && (rerr != nil || len(buf) > writeSize/2) {
 			n, err := dst.Write(buf)
 			total += int64(n)
-			prog.Write(buf[:n])
+			alive()
 			if err != nil {
 				return total, err
 			}
@@ -167,35 +158,15 @@ func Save(ctx context.Context, cli *clientv3.Client, path string, mode os.FileMo
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	prog := &progress{}
-	go func() {
-		last := int64(-1)
-		tick := time.NewTicker(stall / 4)
-		defer tick.Stop()
-		idle := time.Duration(0)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if n := prog.n.Load(); n != last {
-					last, idle = n, 0
-					continue
-				}
-				if idle += stall / 4; idle >= stall {
-					cancel(fmt.Errorf("no data for %s after %d bytes", stall, last))
-					return
-				}
-			}
-		}
-	}()
+	idle := time.AfterFunc(stall, func() { cancel(fmt.Errorf("no data for %s", stall)) })
+	defer idle.Stop()
 
 	src, err := openStream(ctx, cli)
 	if err != nil {
 		return Saved{}, fmt.Errorf("start the snapshot: %w", err)
 	}
 	th := &tailHasher{sum: sha256.New()}
-	n, err := copyHashed(&writeBehind{f: tmp}, src, th, prog)
+	n, err := copyHashed(&writeBehind{f: tmp}, src, th, func() { idle.Reset(stall) })
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause

@@ -1,4 +1,8 @@
-package snapshot
+// Package snapdir keeps a directory of etcd snapshots: it names new ones
+// snapshot_<UTC timestamp>.db, keeps a "latest" hard link to the newest,
+// and prunes the oldest, with the files that go with them. It touches no
+// other names.
+package snapdir
 
 import (
 	"fmt"
@@ -12,8 +16,8 @@ import (
 	"github.com/etcdops/etcdops/internal/fsutil"
 )
 
-// namePattern is what Save names snapshots in a directory, and the only
-// files Prune ever deletes.
+// namePattern is what NewName names snapshots, and the only files Prune
+// ever deletes.
 var namePattern = regexp.MustCompile(`^snapshot_[0-9]{14}\.db$`)
 
 // companionExt is the extension of a file that goes with a pruned
@@ -112,4 +116,70 @@ func Link(target, name string) (string, error) {
 		return link, fmt.Errorf("link %s: %w", link, err)
 	}
 	return link, fsutil.SyncDir(dir)
+}
+
+// IsName reports whether name (a base name) is one NewName gives.
+func IsName(name string) bool { return namePattern.MatchString(name) }
+
+// CheckRotation checks keep and latestLink as Rotate takes them, for a
+// snapshot to be written at path.
+func CheckRotation(path, latestLink string, keep *int) error {
+	if keep != nil && *keep < 1 {
+		return fmt.Errorf("keep must be at least 1 (the snapshot itself is always kept), got %d", *keep)
+	}
+	if latestLink == "" {
+		return nil
+	}
+	if strings.ContainsRune(latestLink, '/') || latestLink == "." || latestLink == ".." {
+		return fmt.Errorf("latest_link %q: give a file name in the snapshot's directory, without '/'", latestLink)
+	}
+	if filepath.Join(filepath.Dir(path), latestLink) == filepath.Clean(path) {
+		return fmt.Errorf("latest_link %q is the snapshot's own name", latestLink)
+	}
+	return nil
+}
+
+// Rotation is what taking a snapshot file into its directory's rotation
+// did, or in check mode would do.
+type Rotation struct {
+	Link    string   // the latest link's path, if one was asked for
+	Linked  bool     // whether the link was (or would be) made or moved
+	Removed []string // the snapshots pruned (or that would be)
+}
+
+// Rotate takes an existing, verified snapshot file into its directory's
+// rotation: latestLink (if given) becomes a hard link to it, and with keep
+// the snapshot_<timestamp>.db files beyond the newest keep are removed
+// with their companions. The file itself is never removed. With check,
+// nothing changes and the Rotation says what would.
+func Rotate(path, latestLink string, keep *int, check bool) (Rotation, error) {
+	var r Rotation
+	if err := CheckRotation(path, latestLink, keep); err != nil {
+		return r, err
+	}
+	if latestLink != "" {
+		r.Link = filepath.Join(filepath.Dir(path), latestLink)
+		target, err := os.Stat(path)
+		if err != nil {
+			return r, err
+		}
+		cur, err := os.Stat(r.Link)
+		r.Linked = err != nil || !os.SameFile(cur, target)
+		if r.Linked && !check {
+			if _, err := Link(path, latestLink); err != nil {
+				return r, err
+			}
+		}
+	}
+	if keep == nil {
+		return r, nil
+	}
+	dir := filepath.Dir(path)
+	var err error
+	if check {
+		r.Removed, err = Prunable(dir, *keep, path)
+	} else {
+		r.Removed, err = Prune(dir, *keep, path)
+	}
+	return r, err
 }
