@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/etcdops/etcdops/internal/keycount"
 )
 
 // bbolt's consistency check can crash the process on a damaged database:
@@ -49,7 +51,7 @@ func RunCheckChildIfAsked() bool {
 		if len(r.Problems) > 0 {
 			return nil
 		}
-		return r.Status.readNumbers(db)
+		return r.Status.readNumbers(db, keycount.DefaultLimit)
 	})
 	if err != nil {
 		r.Err, r.NotSnapshot = err.Error(), errors.Is(err, ErrNotSnapshot)

@@ -160,6 +160,13 @@ func TestSaveMatchesEtcdutl(t *testing.T) {
 	if s["changed"] != false {
 		t.Error("status reported a change")
 	}
+
+	// The key count spilled to files (after 10 keys) agrees with etcdutl.
+	spilled, err := readStatusKeys(path, "", 10)
+	if err != nil || spilled.TotalKeys != want.TotalKey || spilled.Hash != want.Hash {
+		t.Fatalf("status with a spilled key set: %d keys, hash %d, %v; etcdutl %d, %d",
+			spilled.TotalKeys, spilled.Hash, err, want.TotalKey, want.Hash)
+	}
 }
 
 func TestKeepPrunesOnlyOldSnapshots(t *testing.T) {

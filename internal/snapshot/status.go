@@ -20,6 +20,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/etcdops/etcdops/internal/keycount"
 )
 
 // Status is what a snapshot file holds, with the numbers etcdutl prints.
@@ -137,13 +139,19 @@ func ReadStatus(path string) (Status, error) {
 // bytes are the ones etcd sent, so neither the hash nor bbolt's check
 // (which guards against damage at rest) is repeated.
 func readStatus(path, wholeSHA256 string) (Status, error) {
+	return readStatusKeys(path, wholeSHA256, keycount.DefaultLimit)
+}
+
+// readStatusKeys is readStatus with the number of keys counted in memory
+// before the count spills to a file.
+func readStatusKeys(path, wholeSHA256 string, keyLimit int) (Status, error) {
 	st, f, err := openStatus(path)
 	if err != nil {
 		return st, err
 	}
 	f.Close()
 	st.SHA256 = wholeSHA256
-	return st, withDB(path, st.readNumbers)
+	return st, withDB(path, func(db *bolt.DB) error { return st.readNumbers(db, keyLimit) })
 }
 
 // openStatus opens a snapshot file and checks its length against its
@@ -204,14 +212,16 @@ func withDB(path string, f func(*bolt.DB) error) error {
 
 // readNumbers computes etcdutl's numbers: the hash, revision, total keys,
 // size and storage version.
-func (st *Status) readNumbers(db *bolt.DB) error {
+func (st *Status) readNumbers(db *bolt.DB, keyLimit int) error {
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	return db.View(func(tx *bolt.Tx) error {
 		st.TotalSize = tx.Size()
 		if meta := tx.Bucket([]byte("meta")); meta != nil {
 			st.Version = storageVersion(meta.Get([]byte("storageVersion")))
 		}
-		keys := newLiveKeys()
+		keys := keycount.New(keyLimit)
+		defer keys.Close()
+		feed := keys.Feed()
 		c := tx.Cursor()
 		for name, _ := c.First(); name != nil; name, _ = c.Next() {
 			b := tx.Bucket(name)
@@ -224,16 +234,21 @@ func (st *Status) readNumbers(db *bolt.DB) error {
 				crc.Write(k)
 				crc.Write(v)
 				if isKey {
-					return st.countKey(keys, k, v)
+					return st.countKey(feed, k, v)
 				}
 				return nil
 			})
 			if err != nil {
+				feed.Finish()
 				return err
 			}
 		}
-		st.TotalKeys, st.Hash = keys.count(), crc.Sum32()
-		return nil
+		if err := feed.Finish(); err != nil {
+			return err
+		}
+		n, err := keys.Count()
+		st.TotalKeys, st.Hash = n, crc.Sum32()
+		return err
 	})
 }
 
@@ -241,7 +256,7 @@ func (st *Status) readNumbers(db *bolt.DB) error {
 // the snapshot's, a tombstone (an 18-byte revision ending in 't') deletes
 // the key. Only the key field of the mvccpb.KeyValue is read, in place:
 // decoding the whole message would copy every value.
-func (st *Status) countKey(keys *liveKeys, rev, value []byte) error {
+func (st *Status) countKey(keys *keycount.Feed, rev, value []byte) error {
 	if len(rev) < 17 {
 		return fmt.Errorf("%w: revision key %x is too short", ErrNotSnapshot, rev)
 	}
@@ -250,7 +265,7 @@ func (st *Status) countKey(keys *liveKeys, rev, value []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: revision %d: %v", ErrNotSnapshot, st.Revision, err)
 	}
-	keys.apply(key, len(rev) == 18 && rev[17] == 't')
+	keys.Add(key, len(rev) == 18 && rev[17] == 't')
 	return nil
 }
 
