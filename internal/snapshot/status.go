@@ -269,9 +269,11 @@ func (st *Status) countKey(keys *keycount.Feed, rev, value []byte) error {
 	return nil
 }
 
-// kvKey returns field 1 (key) of an encoded mvccpb.KeyValue.
+// kvKey returns field 1 (key) of an encoded mvccpb.KeyValue. etcd
+// marshals it first and once, so the fields after it (the value above
+// all) are not read: reading them took a quarter of the numbers' CPU on
+// 2M small keys.
 func kvKey(b []byte) ([]byte, error) {
-	var key []byte
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -279,12 +281,11 @@ func kvKey(b []byte) ([]byte, error) {
 		}
 		b = b[n:]
 		if num == 1 && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
+			key, n := protowire.ConsumeBytes(b)
 			if n < 0 {
 				return nil, protowire.ParseError(n)
 			}
-			key, b = v, b[n:]
-			continue
+			return key, nil
 		}
 		n = protowire.ConsumeFieldValue(num, typ, b)
 		if n < 0 {
@@ -292,7 +293,7 @@ func kvKey(b []byte) ([]byte, error) {
 		}
 		b = b[n:]
 	}
-	return key, nil
+	return nil, nil
 }
 
 // storageVersion formats the meta bucket's storageVersion as etcdutl does
