@@ -13,14 +13,15 @@ import (
 )
 
 // Set counts the keys alive at the end of an ordered run of puts and
-// deletes. etcdutl holds every key in a map (228 MiB of anonymous memory
+// deletes. etcdutl holds every key in a map (227 MiB of anonymous memory
 // for 2M keys, make bench); a map of 64-bit hashes took 100 MiB and made
-// a save 1.66 times as long (2026-12-04). Here keys are 128-bit hashes, held in memory up to a limit; past it
-// every operation, the set's keys first, is appended to a temporary file
-// in one of spillParts parts by its hash's first byte, and the count
-// replays each part on its own: a part holds 1/256 of the keys, so the
-// sets are small (the size a CPU cache holds up to a few million keys,
-// which made them 2–4 times faster than sets of 256k keys).
+// a save 1.66 times as long (2026-12-04). Here keys are 128-bit hashes,
+// held in memory up to a limit; past it every operation, the set's keys
+// first, is appended to a temporary file in one of spillParts parts by
+// its hash's first byte, and the count replays each part on its own: a
+// part holds 1/256 of the keys, so the sets are small (the size a CPU
+// cache holds up to a few million keys, which made them 2–4 times faster
+// than sets of 256k keys).
 type Set struct {
 	seeds   [2]maphash.Seed // the two halves of a key's hash
 	mem     map[[16]byte]struct{}

@@ -566,7 +566,7 @@ func TestServerKilledMidStream(t *testing.T) {
 	mustSucceed(t, first)
 	before, _ := os.ReadDir(dir)
 
-	killed := signalMidStream(t, dir, cmd, syscall.SIGKILL)
+	killed := signalMidStream(dir, cmd, syscall.SIGKILL)
 	time.Sleep(1100 * time.Millisecond) // a new second: a new file name
 	r := run(t, args)
 	at, ok := <-killed
@@ -589,7 +589,7 @@ func TestServerStalledMidStream(t *testing.T) {
 	client, cmd, cli := startEtcdProcess(t)
 	fillBig(t, cli)
 	dir := t.TempDir()
-	stopped := signalMidStream(t, dir, cmd, syscall.SIGSTOP)
+	stopped := signalMidStream(dir, cmd, syscall.SIGSTOP)
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGCONT) })
 	start := time.Now()
 	r := run(t, map[string]any{"endpoints": []string{client}, "path": dir, "command_timeout": 1})
@@ -636,7 +636,7 @@ func fillBig(t *testing.T, cli *clientv3.Client) {
 // signalMidStream sends sig to the server as soon as a temporary snapshot
 // file in dir holds 4 MiB, and then sends its size; the channel closes
 // without a size if none did within 30 s.
-func signalMidStream(t *testing.T, dir string, cmd *exec.Cmd, sig syscall.Signal) <-chan int64 {
+func signalMidStream(dir string, cmd *exec.Cmd, sig syscall.Signal) <-chan int64 {
 	sent := make(chan int64, 1)
 	go func() {
 		defer close(sent)

@@ -87,9 +87,9 @@ type chunkSource interface {
 const writeSize = 64 << 10
 
 // copyHashed copies src to dst in writes of about writeSize bytes, each
-// then hashed by th, calling alive after each. (Hashing on a goroutine of
-// its own did not make a save faster in make bench.)
-func copyHashed(dst io.Writer, src chunkSource, th *tailHasher, alive func()) (int64, error) {
+// then hashed by th, calling alive with the bytes of each. (Hashing on a
+// goroutine of its own did not make a save faster in make bench.)
+func copyHashed(dst io.Writer, src chunkSource, th *tailHasher, alive func(n int)) (int64, error) {
 	var total int64
 	buf := make([]byte, 0, writeSize)
 	for {
@@ -98,7 +98,7 @@ func copyHashed(dst io.Writer, src chunkSource, th *tailHasher, alive func()) (i
 		if len(buf) > 0 && (rerr != nil || len(buf) > writeSize/2) {
 			n, err := dst.Write(buf)
 			total += int64(n)
-			alive()
+			alive(n)
 			if err != nil {
 				return total, err
 			}
@@ -166,7 +166,7 @@ func Save(ctx context.Context, cli *clientv3.Client, path string, mode os.FileMo
 		return Saved{}, fmt.Errorf("start the snapshot: %w", err)
 	}
 	th := &tailHasher{sum: sha256.New()}
-	n, err := copyHashed(&writeBehind{f: tmp}, src, th, func() { idle.Reset(stall) })
+	n, err := copyHashed(&writeBehind{f: tmp}, src, th, func(int) { idle.Reset(stall) })
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			err = cause
