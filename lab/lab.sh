@@ -70,7 +70,15 @@ start_machine() {
   setsid systemd-nspawn -D "$dir/root" --boot --register=no --keep-unit \
     --network-bridge="$bridge" -M "$name" --hostname="$name" --console=passive \
     >"$dir/console.log" 2>&1 </dev/null &
-  echo $! >"$dir/nspawn.pid"
+  local pid=$!
+  echo "$pid" >"$dir/nspawn.pid"
+  # Until the forked shell has exec'd systemd-nspawn, nspawn_pid does not
+  # know it (its comm is still bash or setsid), and wait_booted would take
+  # a machine still starting for one that exited: wait for the exec.
+  for _ in $(seq 1 100); do
+    nspawn_pid "$name" >/dev/null || ! kill -0 "$pid" 2>/dev/null && break
+    sleep 0.05
+  done
 }
 
 wait_booted() {

@@ -53,11 +53,15 @@ type certWriter struct {
 // itself), it drops proposals meanwhile, and when the peer connection
 // breaks the forwarded write is lost: the follower answers after its
 // request timeout that the write timed out "due to previous leader
-// failure" or "due to connection lost". Nothing was written, and a client
-// such as kube-apiserver retries.
+// failure" or "due to connection lost". etcd says only "request timed
+// out" for such a write when, at its deadline, the member knows no leader
+// (an election under way), or when the write began earlier than the two
+// election timeouts before the new leader that etcd blames on a leader
+// failure (etcdserver's parseProposeCtxErr). The write may or may not have
+// been applied; a client such as kube-apiserver retries it.
 func restartError(err error) bool {
 	for _, e := range []error{rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost,
-		rpctypes.ErrLeaderChanged, rpctypes.ErrNoLeader} {
+		rpctypes.ErrTimeout, rpctypes.ErrLeaderChanged, rpctypes.ErrNoLeader} {
 		if errors.Is(err, e) {
 			return true
 		}
